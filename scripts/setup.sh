@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Installs what the test suite needs on a fresh Debian machine (run as root,
+# or with sudo available). Idempotent: what is already there is skipped.
+#
+#   - netcat-openbsd: `nc`, a real third-party line client
+#   - Node.js: runs the Node tutorial's client and server (tests/node)
+#   - Python `websockets`: a real third-party WebSocket client (tests/python)
+#   - gcc and the Python 2.7 headers: the Autobahn testsuite builds C extensions
+#     (the Autobahn virtualenv itself is built by scripts/autobahn/run.sh)
+set -euo pipefail
+
+as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
+
+missing=()
+command -v nc >/dev/null || missing+=(netcat-openbsd)
+command -v node >/dev/null || missing+=(nodejs)
+command -v gcc >/dev/null || missing+=(gcc)
+command -v python3 >/dev/null || missing+=(python3 python3-pip)
+if [ "${#missing[@]}" -gt 0 ]; then
+  echo "setup: installing ${missing[*]}"
+  as_root apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+if ! python3 -c 'import websockets.asyncio.client' 2>/dev/null; then
+  echo "setup: installing Python websockets"
+  python3 -m pip install --quiet --disable-pip-version-check 'websockets>=14' \
+    || python3 -m pip install --quiet --disable-pip-version-check --break-system-packages 'websockets>=14'
+fi
+
+echo "setup: test tools ready (nc, node $(node --version), python3 websockets)"

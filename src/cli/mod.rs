@@ -1,0 +1,147 @@
+//! The binary's commands: turn checked arguments into library calls.
+//!
+//! Validation beyond clap's (addresses, timeouts) happens here, before anything
+//! runs; errors travel up as `anyhow` and `main` prints them once.
+
+pub mod args;
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use tokio::io::AsyncReadExt;
+use tokio_util::sync::CancellationToken;
+
+use args::{Cli, Command, ConnectArgs, EchoArgs, ListenArgs, SendArgs};
+use switchboard::client::{connect, send};
+use switchboard::echo::{self, EchoOptions, ReplyStyle};
+use switchboard::net::addr::HostPort;
+use switchboard::net::listener;
+use switchboard::net::shutdown::run_until_signalled;
+
+/// Runs the command `cli` names.
+///
+/// # Errors
+/// Whatever stopped the command, worded for the user.
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Echo(args) => run_echo(args).await,
+        Command::Send(args) => run_send(args).await,
+        Command::Connect(args) => run_connect(args).await,
+    }
+}
+
+/// `switchboard echo`.
+async fn run_echo(args: EchoArgs) -> anyhow::Result<()> {
+    let spec = listen_spec(&args.listen, echo::DEFAULT_PORT)?;
+    let options = echo_options(&args);
+    let shutdown = CancellationToken::new();
+    if args.udp {
+        let socket = listener::bind_udp(&spec).await?;
+        announce(socket.local_addr()?);
+        let server = echo::run_udp(socket, options, shutdown.clone());
+        run_until_signalled(server, shutdown).await;
+    } else {
+        let listener = listener::bind_tcp(&spec).await?;
+        announce(listener.local_addr()?);
+        let server = echo::run_stream(listener, options, shutdown.clone());
+        run_until_signalled(server, shutdown).await;
+    }
+    Ok(())
+}
+
+/// The echo behaviour the flags ask for.
+fn echo_options(args: &EchoArgs) -> EchoOptions {
+    let default_prefix = if args.raw || args.ws {
+        ""
+    } else {
+        echo::DEFAULT_PREFIX
+    };
+    EchoOptions {
+        style: ReplyStyle {
+            prefix: args.prefix.as_deref().unwrap_or(default_prefix).to_string(),
+            lines: args.lines,
+        },
+        close_after_reply: args.close_after_reply,
+        web_socket: args.ws.then_some(echo::DEFAULT_MAX_WS_MESSAGE),
+    }
+}
+
+/// Where to listen: `--listen HOST:PORT`, or `--host`/`--port` with a default port.
+fn listen_spec(args: &ListenArgs, default_port: u16) -> anyhow::Result<HostPort> {
+    match &args.listen {
+        Some(listen) => Ok(HostPort::parse(listen)?),
+        None => Ok(HostPort {
+            host: args
+                .host
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .to_string(),
+            port: args.port.unwrap_or(default_port),
+        }),
+    }
+}
+
+/// Prints the `listening on ADDR:PORT` line scripts wait for.
+fn announce(addr: SocketAddr) {
+    // A closed stdout must not stop the server: the line is for scripts that care.
+    let _ = writeln!(std::io::stdout(), "listening on {addr}");
+}
+
+/// `switchboard send`.
+async fn run_send(args: SendArgs) -> anyhow::Result<()> {
+    let timeout = parse_timeout(args.timeout)?;
+    let target = HostPort::parse_remote(&args.addr)?;
+    let message = match args.message {
+        Some(message) => message.into_bytes(),
+        None => read_stdin().await?,
+    };
+    let options = send::SendOptions {
+        target,
+        message,
+        timeout,
+        udp: args.udp,
+    };
+    let mut reply = send::send(&options).await?;
+    if !reply.ends_with(b"\n") {
+        reply.push(b'\n');
+    }
+    write_stdout(&reply)
+}
+
+/// `--timeout` as a duration, refusing negative, zero and absurd values.
+fn parse_timeout(seconds: f64) -> anyhow::Result<Duration> {
+    if !(seconds > 0.0 && seconds <= 86_400.0) {
+        bail!("invalid --timeout {seconds}: give seconds between 0 and 86400");
+    }
+    Ok(Duration::from_secs_f64(seconds))
+}
+
+/// All of stdin, for a message given that way.
+async fn read_stdin() -> anyhow::Result<Vec<u8>> {
+    let mut message = Vec::new();
+    tokio::io::stdin()
+        .read_to_end(&mut message)
+        .await
+        .context("could not read the message from stdin")?;
+    Ok(message)
+}
+
+/// Writes `bytes` to stdout; a reader that went away (broken pipe) is not an error.
+fn write_stdout(bytes: &[u8]) -> anyhow::Result<()> {
+    let mut stdout = std::io::stdout().lock();
+    match stdout.write_all(bytes).and_then(|()| stdout.flush()) {
+        Err(err) if err.kind() != std::io::ErrorKind::BrokenPipe => {
+            Err(err).context("could not write to stdout")
+        }
+        _ => Ok(()),
+    }
+}
+
+/// `switchboard connect`.
+async fn run_connect(args: ConnectArgs) -> anyhow::Result<()> {
+    let target = connect::Target::parse(&args.target)?;
+    connect::run(&target, tokio::io::stdin(), tokio::io::stdout()).await?;
+    Ok(())
+}

@@ -1,0 +1,95 @@
+//! The accept loop every TCP server shares.
+//!
+//! It owns one task per connection (a [`TaskTracker`]), logs each peer and its
+//! file descriptor when it connects and when it goes away, survives accept
+//! errors (running out of file descriptors backs off instead of ending the
+//! server) and, on shutdown, stops accepting and waits for the connections.
+
+use std::fmt;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::os::fd::{AsRawFd, RawFd};
+use std::time::Duration;
+
+use tokio::net::{TcpListener, TcpStream};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::error::Result;
+use crate::net::addr::canonical;
+
+/// How long connections get to finish after shutdown before the server returns.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
+
+/// How long the loop pauses after an accept error such as "too many open files".
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+
+/// Who is on the other end of a connection: the peer and our file descriptor.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Peer {
+    /// The peer's address, IPv4-mapped addresses shown as plain IPv4.
+    pub addr: SocketAddr,
+    /// The connection's file descriptor in this process.
+    pub fd: RawFd,
+}
+
+impl Peer {
+    /// Identifies an accepted stream.
+    pub fn of(stream: &TcpStream, addr: SocketAddr) -> Self {
+        Self {
+            addr: canonical(addr),
+            fd: stream.as_raw_fd(),
+        }
+    }
+}
+
+impl fmt::Display for Peer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} (fd {})", self.addr, self.fd)
+    }
+}
+
+/// Accepts connections on `listener` until `shutdown` is cancelled, running
+/// `handle` for each on its own task, then waits (at most [`SHUTDOWN_GRACE`])
+/// for those tasks to end.
+pub async fn serve<H, F>(listener: TcpListener, shutdown: CancellationToken, handle: H)
+where
+    H: Fn(TcpStream, Peer) -> F,
+    F: Future<Output = Result<()>> + Send + 'static,
+{
+    let connections = TaskTracker::new();
+    loop {
+        let accepted = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            accepted = listener.accept() => accepted,
+        };
+        match accepted {
+            Ok((stream, addr)) => {
+                let peer = Peer::of(&stream, addr);
+                if let Err(err) = stream.set_nodelay(true) {
+                    tracing::debug!("{peer}: cannot set TCP_NODELAY: {err}");
+                }
+                tracing::info!("connected {peer}");
+                let connection = handle(stream, peer);
+                connections.spawn(async move {
+                    match connection.await {
+                        Ok(()) => tracing::info!("disconnected {peer}"),
+                        Err(err) => tracing::info!("disconnected {peer}: {err}"),
+                    }
+                });
+            }
+            Err(err) => {
+                tracing::warn!("accept failed: {err}");
+                tokio::time::sleep(ACCEPT_BACKOFF).await;
+            }
+        }
+    }
+    drop(listener);
+    connections.close();
+    if tokio::time::timeout(SHUTDOWN_GRACE, connections.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!("{} connections did not close in time", connections.len());
+    }
+}

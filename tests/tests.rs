@@ -1,0 +1,11 @@
+//! switchboard's integration tests: the real binary, real third-party peers
+//! (Node, `nc`, Python `websockets`), real sockets on loopback, port 0.
+
+mod util;
+
+mod cli_errors;
+mod connect;
+mod echo_tcp;
+mod echo_udp;
+mod echo_ws;
+mod send;

@@ -1,0 +1,296 @@
+//! Helpers shared by the integration tests: start real processes, read the
+//! `listening on` line, capture stderr, run clients with a deadline.
+//!
+//! Every wait here is bounded and waits for an event (a line, an exit), never
+//! for a fixed time.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::PathBuf;
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::sync::mpsc;
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+/// How long a server may take to print its `listening on` line.
+const STARTUP: Duration = Duration::from_secs(30);
+
+/// How long a client command may run before the test fails.
+pub const COMMAND_DEADLINE: Duration = Duration::from_secs(30);
+
+/// How long to wait for an expected log line.
+const LOG_WAIT: Duration = Duration::from_secs(10);
+
+/// The switchboard binary under test.
+pub fn switchboard() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_switchboard"))
+}
+
+/// A file under the repository root.
+pub fn repo_file(relative: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(relative)
+}
+
+/// A command for a third-party program the tests need, failing loudly (with
+/// the fix) when it is not installed.
+pub fn tool(program: &str) -> Command {
+    let found = Command::new("sh")
+        .args(["-c", &format!("command -v {program}")])
+        .output()
+        .is_ok_and(|out| out.status.success());
+    assert!(
+        found,
+        "{program} is not installed: run scripts/setup.sh to install the test tools"
+    );
+    Command::new(program)
+}
+
+/// Lines a child wrote to stderr, shared with the thread that reads them.
+#[derive(Default)]
+struct Log {
+    lines: Mutex<Vec<String>>,
+    grew: Condvar,
+}
+
+/// A server process, killed when dropped.
+pub struct Server {
+    child: Child,
+    /// The address from the `listening on ADDR:PORT` line, as printed.
+    pub addr: String,
+    /// The port from that line.
+    pub port: u16,
+    log: Arc<Log>,
+}
+
+impl Server {
+    /// Starts `switchboard ARGS --port 0` and waits for its `listening on` line.
+    pub fn start(args: &[&str]) -> Self {
+        let mut command = switchboard();
+        command.args(args).args(["--port", "0"]);
+        Self::spawn(command)
+    }
+
+    /// Starts any server command that prints `listening on ADDR:PORT` first.
+    pub fn spawn(mut command: Command) -> Self {
+        let mut child = command
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("server command starts");
+        let log = Arc::new(Log::default());
+        collect_lines(child.stderr.take().expect("stderr piped"), Arc::clone(&log));
+        let stdout = child.stdout.take().expect("stdout piped");
+        let (first_line, rx) = mpsc::channel();
+        thread::spawn(move || {
+            let mut lines = BufReader::new(stdout).lines();
+            let _ = first_line.send(lines.next());
+            lines.for_each(drop);
+        });
+        let line = match rx.recv_timeout(STARTUP) {
+            Ok(Some(Ok(line))) => line,
+            other => {
+                let _ = child.kill();
+                let stderr = log.lines.lock().unwrap().join("\n");
+                panic!("server printed no listening line ({other:?}); stderr:\n{stderr}");
+            }
+        };
+        let addr = line
+            .strip_prefix("listening on ")
+            .unwrap_or_else(|| panic!("first stdout line is not `listening on …`: {line:?}"))
+            .to_string();
+        let port = addr
+            .rsplit_once(':')
+            .and_then(|(_, port)| port.parse().ok())
+            .unwrap_or_else(|| panic!("no port in {line:?}"));
+        Self {
+            child,
+            addr,
+            port,
+            log,
+        }
+    }
+
+    /// The server's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// `127.0.0.1:PORT`, for clients.
+    pub fn local(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// A TCP connection to the server over IPv4 loopback, with read and write
+    /// timeouts so a broken server fails the test instead of hanging it.
+    pub fn connect(&self) -> TcpStream {
+        let stream = TcpStream::connect(("127.0.0.1", self.port)).expect("connects");
+        stream
+            .set_read_timeout(Some(COMMAND_DEADLINE))
+            .expect("read timeout");
+        stream
+            .set_write_timeout(Some(COMMAND_DEADLINE))
+            .expect("write timeout");
+        stream
+    }
+
+    /// Waits until a stderr line contains `needle` and returns that line.
+    pub fn wait_for_log(&self, needle: &str) -> String {
+        let deadline = Instant::now() + LOG_WAIT;
+        let mut lines = self.log.lines.lock().unwrap();
+        loop {
+            if let Some(line) = lines.iter().find(|line| line.contains(needle)) {
+                return line.clone();
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            assert!(
+                !left.is_zero(),
+                "no log line with {needle:?}; stderr so far:\n{}",
+                lines.join("\n")
+            );
+            lines = self.log.grew.wait_timeout(lines, left).unwrap().0;
+        }
+    }
+
+    /// Sends SIGTERM and waits (bounded) for the process to exit.
+    pub fn terminate(mut self) -> ExitStatus {
+        signal(self.pid(), libc::SIGTERM);
+        wait_with_deadline(&mut self.child, COMMAND_DEADLINE)
+    }
+
+    /// The server's resident memory in KiB, from `/proc/PID/status`.
+    pub fn rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()))
+            .expect("server is running");
+        status
+            .lines()
+            .find_map(|line| line.strip_prefix("VmRSS:"))
+            .and_then(|value| value.split_whitespace().next()?.parse().ok())
+            .expect("VmRSS in /proc status")
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Reads `stream` line by line into `log`, waking waiters on every line.
+fn collect_lines(stream: impl Read + Send + 'static, log: Arc<Log>) {
+    thread::spawn(move || {
+        for line in BufReader::new(stream).lines().map_while(Result::ok) {
+            log.lines.lock().unwrap().push(line);
+            log.grew.notify_all();
+        }
+    });
+}
+
+/// Sends `signal` to process `pid`.
+pub fn signal(pid: u32, signal: i32) {
+    let pid = i32::try_from(pid).expect("pid fits");
+    // SAFETY: kill(2) has no memory-safety preconditions.
+    let result = unsafe { libc::kill(pid, signal) };
+    assert_eq!(result, 0, "kill({pid}, {signal}) failed");
+}
+
+/// Waits for `child` to exit, killing it and failing the test after `deadline`.
+fn wait_with_deadline(child: &mut Child, deadline: Duration) -> ExitStatus {
+    let pid = child.id();
+    let (done, rx) = mpsc::channel::<()>();
+    let watchdog = thread::spawn(move || {
+        if rx.recv_timeout(deadline).is_err() {
+            signal(pid, libc::SIGKILL);
+            return true;
+        }
+        false
+    });
+    let status = child.wait().expect("wait for child");
+    let _ = done.send(());
+    assert!(
+        !watchdog.join().unwrap(),
+        "process {pid} did not exit within {deadline:?}"
+    );
+    status
+}
+
+/// Runs `command` with `stdin` as its input and returns its output, failing
+/// the test if it runs longer than [`COMMAND_DEADLINE`].
+pub fn run(mut command: Command, stdin: &[u8]) -> Output {
+    let mut child = command
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("command starts");
+    let mut input = child.stdin.take().expect("stdin piped");
+    let stdin = stdin.to_vec();
+    let writer = thread::spawn(move || {
+        let _ = input.write_all(&stdin);
+    });
+    let mut stdout = child.stdout.take().expect("stdout piped");
+    let mut stderr = child.stderr.take().expect("stderr piped");
+    let out_reader = thread::spawn(move || {
+        let mut bytes = Vec::new();
+        let _ = stdout.read_to_end(&mut bytes);
+        bytes
+    });
+    let err_reader = thread::spawn(move || {
+        let mut bytes = Vec::new();
+        let _ = stderr.read_to_end(&mut bytes);
+        bytes
+    });
+    let status = wait_with_deadline(&mut child, COMMAND_DEADLINE);
+    writer.join().unwrap();
+    Output {
+        status,
+        stdout: out_reader.join().unwrap(),
+        stderr: err_reader.join().unwrap(),
+    }
+}
+
+/// Runs `switchboard ARGS` with `stdin` and returns its output.
+pub fn run_switchboard(args: &[&str], stdin: &[u8]) -> Output {
+    let mut command = switchboard();
+    command.args(args);
+    run(command, stdin)
+}
+
+/// Stdout as text.
+pub fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// Stderr as text.
+pub fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// Asserts the command failed with exactly one `error: …` line on stderr that
+/// contains `expected`.
+pub fn assert_one_line_error(output: &Output, expected: &str) {
+    let stderr = stderr(output);
+    assert!(!output.status.success(), "expected failure, got {output:?}");
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(lines.len(), 1, "expected one stderr line, got:\n{stderr}");
+    assert!(
+        lines[0].starts_with("error: ") && lines[0].contains(expected),
+        "expected `error: …{expected}…`, got {:?}",
+        lines[0]
+    );
+}
+
+/// Reads from `stream` until `expected.len()` bytes have arrived.
+pub fn read_exactly(stream: &mut TcpStream, len: usize) -> Vec<u8> {
+    let mut reply = vec![0; len];
+    stream.read_exact(&mut reply).expect("reply arrives");
+    reply
+}
+
+/// A port nothing listens on (bound once, then released).
+pub fn closed_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    listener.local_addr().expect("addr").port()
+}
