@@ -84,7 +84,8 @@ impl<'a> Echoer<'a> {
         }
         out.extend_from_slice(&self.pending);
         out.extend_from_slice(tail);
-        self.pending.clear();
+        // Release rather than clear: an idle connection should hold no buffer.
+        self.pending = Vec::new();
     }
 }
 
@@ -154,7 +155,7 @@ mod tests {
             2 + MAX_PENDING_LINE,
             "held line flushed at the limit"
         );
-        assert!(echoer.pending.is_empty());
+        assert_eq!(echoer.pending.capacity(), 0, "nothing held once flushed");
         out.clear();
         assert_eq!(echoer.feed(b"end\nnext\n", &mut out), 2);
         assert_eq!(
