@@ -2,9 +2,11 @@
 //! over TCP, UDP and WebSocket (and, in later parts, a chat hub).
 //!
 //! Layout: [`net`] is the socket plumbing every server and client shares;
-//! [`echo`] is the echo server; [`client`] holds `send` and `connect`. The
+//! [`echo`] is the echo server; [`client`] holds `send` and `connect`;
+//! [`bench`] is the load generator. The
 //! binary (`src/main.rs`, `src/cli/`) only parses arguments and calls these.
 
+pub mod bench;
 pub mod client;
 pub mod echo;
 pub mod error;

@@ -3,6 +3,7 @@
 
 mod util;
 
+mod bench;
 mod cli_errors;
 mod connect;
 mod echo_tcp;

@@ -24,6 +24,8 @@ pub enum Command {
     Send(SendArgs),
     /// Talk to a server interactively: stdin goes out, what arrives goes to stdout.
     Connect(ConnectArgs),
+    /// Load-test a server and report rate, latency and the server's cost.
+    Bench(BenchArgs),
 }
 
 /// Where a server listens.
@@ -99,4 +101,98 @@ pub struct ConnectArgs {
     /// HOST:PORT for raw TCP, or a ws:// or wss:// URL.
     #[arg(value_name = "ADDR|URL")]
     pub target: String,
+}
+
+/// `switchboard bench`.
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// What kind of load.
+    #[command(subcommand)]
+    pub mode: BenchMode,
+}
+
+/// The kinds of load `bench` generates.
+#[derive(Debug, Subcommand)]
+pub enum BenchMode {
+    /// Closed-loop request/reply against any echo server (prefixing ones included).
+    Echo(BenchEchoArgs),
+    /// Open many connections, hold them idle, report the server's memory per connection.
+    Idle(BenchIdleArgs),
+}
+
+/// Options every bench mode shares.
+#[derive(Debug, Args)]
+pub struct BenchCommon {
+    /// The server's process id: report its CPU time per message and its memory.
+    #[arg(long)]
+    pub pid: Option<u32>,
+
+    /// Print one JSON object instead of the table.
+    #[arg(long)]
+    pub json: bool,
+
+    /// Spread connections over this many source addresses 127.0.0.1, 127.0.0.2, …
+    /// [default: one per 5,000 connections]
+    #[arg(long)]
+    pub sources: Option<usize>,
+}
+
+/// `switchboard bench echo`.
+#[derive(Debug, Args)]
+pub struct BenchEchoArgs {
+    /// The echo server, as HOST:PORT.
+    #[arg(value_name = "ADDR")]
+    pub addr: String,
+
+    /// Connections to drive.
+    #[arg(long, default_value_t = 50)]
+    pub conns: usize,
+
+    /// Bytes per request (the last one is a newline).
+    #[arg(long, default_value_t = 64)]
+    pub size: usize,
+
+    /// Seconds to measure.
+    #[arg(long, default_value_t = 10.0, value_name = "SECONDS")]
+    pub duration: f64,
+
+    /// Seconds to run before measuring.
+    #[arg(long, default_value_t = 1.0, value_name = "SECONDS")]
+    pub warmup: f64,
+
+    /// Requests in flight per connection.
+    #[arg(long, default_value_t = 1)]
+    pub pipeline: usize,
+
+    /// The prefix the server puts before replies (checked on each first reply).
+    #[arg(long)]
+    pub prefix: Option<String>,
+
+    /// Draw the latency distribution into this SVG file.
+    #[arg(long, value_name = "FILE.svg")]
+    pub plot: Option<std::path::PathBuf>,
+
+    /// Options shared with the other modes.
+    #[command(flatten)]
+    pub common: BenchCommon,
+}
+
+/// `switchboard bench idle`.
+#[derive(Debug, Args)]
+pub struct BenchIdleArgs {
+    /// The echo server, as HOST:PORT.
+    #[arg(value_name = "ADDR")]
+    pub addr: String,
+
+    /// Connections to open.
+    #[arg(long, default_value_t = 10_000)]
+    pub conns: usize,
+
+    /// Seconds to hold them idle.
+    #[arg(long, default_value_t = 10.0, value_name = "SECONDS")]
+    pub hold: f64,
+
+    /// Options shared with the other modes.
+    #[command(flatten)]
+    pub common: BenchCommon,
 }

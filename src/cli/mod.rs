@@ -4,6 +4,7 @@
 //! runs; errors travel up as `anyhow` and `main` prints them once.
 
 pub mod args;
+mod bench;
 
 use std::io::Write;
 use std::net::SocketAddr;
@@ -29,6 +30,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Echo(args) => run_echo(args).await,
         Command::Send(args) => run_send(args).await,
         Command::Connect(args) => run_connect(args).await,
+        Command::Bench(args) => bench::run(args).await,
     }
 }
 
@@ -91,7 +93,7 @@ fn announce(addr: SocketAddr) {
 
 /// `switchboard send`.
 async fn run_send(args: SendArgs) -> anyhow::Result<()> {
-    let timeout = parse_timeout(args.timeout)?;
+    let timeout = seconds("timeout", args.timeout, false)?;
     let target = HostPort::parse_remote(&args.addr)?;
     let message = match args.message {
         Some(message) => message.into_bytes(),
@@ -110,12 +112,14 @@ async fn run_send(args: SendArgs) -> anyhow::Result<()> {
     write_stdout(&reply)
 }
 
-/// `--timeout` as a duration, refusing negative, zero and absurd values.
-fn parse_timeout(seconds: f64) -> anyhow::Result<Duration> {
-    if !(seconds > 0.0 && seconds <= 86_400.0) {
-        bail!("invalid --timeout {seconds}: give seconds between 0 and 86400");
+/// A `--FLAG SECONDS` value as a duration, refusing negative, zero (unless
+/// `zero_ok`) and absurd values.
+fn seconds(flag: &str, value: f64, zero_ok: bool) -> anyhow::Result<Duration> {
+    let low_ok = value > 0.0 || (zero_ok && value == 0.0);
+    if !(low_ok && value <= 86_400.0) {
+        bail!("invalid --{flag} {value}: give seconds between 0 and 86400");
     }
-    Ok(Duration::from_secs_f64(seconds))
+    Ok(Duration::from_secs_f64(value))
 }
 
 /// All of stdin, for a message given that way.
@@ -129,7 +133,7 @@ async fn read_stdin() -> anyhow::Result<Vec<u8>> {
 }
 
 /// Writes `bytes` to stdout; a reader that went away (broken pipe) is not an error.
-fn write_stdout(bytes: &[u8]) -> anyhow::Result<()> {
+pub(crate) fn write_stdout(bytes: &[u8]) -> anyhow::Result<()> {
     let mut stdout = std::io::stdout().lock();
     match stdout.write_all(bytes).and_then(|()| stdout.flush()) {
         Err(err) if err.kind() != std::io::ErrorKind::BrokenPipe => {

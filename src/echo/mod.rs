@@ -11,6 +11,8 @@ pub mod ws;
 
 use std::sync::Arc;
 
+use futures_util::future::Either;
+
 use tokio::net::{TcpListener, UdpSocket};
 use tokio_util::sync::CancellationToken;
 
@@ -41,22 +43,14 @@ pub struct EchoOptions {
 /// until `shutdown` is cancelled and every connection has ended.
 pub async fn run_stream(listener: TcpListener, options: EchoOptions, shutdown: CancellationToken) {
     let options = Arc::new(options);
-    accept::serve(listener, shutdown.clone(), |stream, _peer| {
-        let options = Arc::clone(&options);
-        let shutdown = shutdown.clone();
-        async move {
-            let EchoOptions {
-                style,
-                close_after_reply,
-                web_socket,
-            } = options.as_ref();
-            match web_socket {
-                Some(max_message) => {
-                    ws::serve_connection(stream, style, *close_after_reply, *max_message, &shutdown)
-                        .await
-                }
-                None => tcp::serve_connection(stream, style, *close_after_reply, &shutdown).await,
-            }
+    let connection_shutdown = shutdown.clone();
+    accept::serve(listener, shutdown, move |stream, _peer| {
+        let (options, shutdown) = (Arc::clone(&options), connection_shutdown.clone());
+        match options.web_socket {
+            // Boxed: the WebSocket future (hyper's state included) is several
+            // times the TCP one, and every task would otherwise be sized for it.
+            Some(_) => Either::Left(Box::pin(ws::serve_connection(stream, options, shutdown))),
+            None => Either::Right(tcp::serve_connection(stream, options, shutdown)),
         }
     })
     .await;

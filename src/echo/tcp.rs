@@ -10,14 +10,18 @@
 //! connection: 10,000 idle peers would cost 10,000 buffers.)
 
 use std::cell::RefCell;
+use std::future::poll_fn;
 use std::io::{self, ErrorKind};
+use std::sync::Arc;
 
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 
-use crate::echo::reply::{Echoer, ReplyStyle};
+use crate::echo::EchoOptions;
+use crate::echo::reply::Echoer;
 use crate::error::Result;
+use crate::net::read::read_drained;
 
 /// How many bytes one read takes at most.
 const READ_CHUNK: usize = 64 * 1024;
@@ -46,21 +50,24 @@ struct Step {
 }
 
 /// Echoes one connection until the peer closes, the first reply is written
-/// (with `close_after_reply`), or `shutdown` is cancelled.
+/// (with `close_after_reply`), or `shutdown` is cancelled. Takes its options
+/// and token by value so the future is all a connection's task holds.
 ///
 /// # Errors
 /// The socket error that ended the connection (a reset, …).
 pub async fn serve_connection(
     mut stream: TcpStream,
-    style: &ReplyStyle,
-    close_after_reply: bool,
-    shutdown: &CancellationToken,
+    options: Arc<EchoOptions>,
+    shutdown: CancellationToken,
 ) -> Result<()> {
-    let mut echoer = Echoer::new(style);
+    let mut echoer = Echoer::new(&options.style);
     loop {
+        // poll_read_ready parks the waker in tokio's registration, which the
+        // connection already pays for; `readable()` would add its own waiter
+        // node to every idle connection's future.
         tokio::select! {
             _ = shutdown.cancelled() => break,
-            ready = stream.readable() => ready?,
+            ready = poll_fn(|cx| stream.poll_read_ready(cx)) => ready?,
         }
         let Some(step) = read_and_reply(&stream, &mut echoer)? else {
             continue;
@@ -71,7 +78,7 @@ pub async fn serve_connection(
                 written = stream.write_all(&step.unsent) => written?,
             }
         }
-        if step.peer_closed || (close_after_reply && step.replies > 0) {
+        if step.peer_closed || (options.close_after_reply && step.replies > 0) {
             break;
         }
     }
@@ -87,7 +94,7 @@ fn read_and_reply(stream: &TcpStream, echoer: &mut Echoer<'_>) -> io::Result<Opt
     SCRATCH.with_borrow_mut(|scratch| {
         let Scratch { input, output } = scratch;
         output.clear();
-        let (replies, peer_closed) = match stream.try_read(input) {
+        let (replies, peer_closed) = match read_drained(stream, input) {
             Ok(0) => (echoer.finish(output), true),
             Ok(read) => (echoer.feed(&input[..read], output), false),
             Err(err) if err.kind() == ErrorKind::WouldBlock => return Ok(None),

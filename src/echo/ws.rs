@@ -2,6 +2,7 @@
 //! back as a message of the same kind, so WebSocket clients and test suites
 //! (Autobahn) have a peer. Pings are answered by tungstenite itself.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
@@ -12,6 +13,7 @@ use tokio_tungstenite::tungstenite::{Bytes, Message};
 use tokio_util::sync::CancellationToken;
 
 use crate::echo::reply::ReplyStyle;
+use crate::echo::{DEFAULT_MAX_WS_MESSAGE, EchoOptions};
 use crate::error::{Error, Result};
 use crate::net::websocket::{self, ServerSocket};
 
@@ -30,11 +32,11 @@ const READ_BUFFER: usize = 4 * 1024;
 /// [`Error::WebSocket`] for a failed HTTP exchange or a protocol violation.
 pub async fn serve_connection(
     stream: TcpStream,
-    style: &ReplyStyle,
-    close_after_reply: bool,
-    max_message: usize,
-    shutdown: &CancellationToken,
+    options: Arc<EchoOptions>,
+    shutdown: CancellationToken,
 ) -> Result<()> {
+    let max_message = options.web_socket.unwrap_or(DEFAULT_MAX_WS_MESSAGE);
+    let style = &options.style;
     let config = WebSocketConfig::default()
         .read_buffer_size(READ_BUFFER)
         .write_buffer_size(0)
@@ -66,7 +68,7 @@ pub async fn serve_connection(
         ws.send(reply)
             .await
             .map_err(|e| protocol_error("websocket", e))?;
-        if close_after_reply {
+        if options.close_after_reply {
             return ws
                 .close(None)
                 .await

@@ -9,6 +9,8 @@ use std::fmt;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, RawFd};
+use std::pin::Pin;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use tokio::net::{TcpListener, TcpStream};
@@ -49,6 +51,32 @@ impl fmt::Display for Peer {
     }
 }
 
+pin_project_lite::pin_project! {
+    /// A connection's future that logs the disconnect when it ends.
+    ///
+    /// Hand-written instead of `async move { log(connection.await) }`: an async
+    /// block stores the captured future and the awaited one separately, which
+    /// would double the size of every idle connection.
+    struct LoggedConnection<F> {
+        #[pin]
+        connection: F,
+        peer: Peer,
+    }
+}
+
+impl<F: Future<Output = Result<()>>> Future for LoggedConnection<F> {
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let this = self.project();
+        let peer = *this.peer;
+        this.connection.poll(cx).map(|outcome| match outcome {
+            Ok(()) => tracing::info!("disconnected {peer}"),
+            Err(err) => tracing::info!("disconnected {peer}: {err}"),
+        })
+    }
+}
+
 /// Accepts connections on `listener` until `shutdown` is cancelled, running
 /// `handle` for each on its own task, then waits (at most [`SHUTDOWN_GRACE`])
 /// for those tasks to end.
@@ -70,12 +98,9 @@ where
                     tracing::debug!("{peer}: cannot set TCP_NODELAY: {err}");
                 }
                 tracing::info!("connected {peer}");
-                let connection = handle(stream, peer);
-                connections.spawn(async move {
-                    match connection.await {
-                        Ok(()) => tracing::info!("disconnected {peer}"),
-                        Err(err) => tracing::info!("disconnected {peer}: {err}"),
-                    }
+                connections.spawn(LoggedConnection {
+                    connection: handle(stream, peer),
+                    peer,
                 });
             }
             Err(err) => {

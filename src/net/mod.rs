@@ -5,5 +5,6 @@ pub mod accept;
 pub mod addr;
 pub mod dial;
 pub mod listener;
+pub mod read;
 pub mod shutdown;
 pub mod websocket;

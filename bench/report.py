@@ -1,0 +1,222 @@
+"""Turns bench/run.sh's results (one JSON object a line) into BENCHMARKS.md:
+tables per case with ratios against every reference server, and the targets
+of issue 3 checked one by one.
+
+    python3 bench/report.py target/bench/results.jsonl --command "bench/run.sh" > BENCHMARKS.md
+"""
+
+import argparse
+import datetime
+import json
+import platform
+import subprocess
+
+RAW_REFERENCES = ["node-raw", "tokio-echo", "c-epoll"]
+
+
+def machine():
+    """One line describing this machine."""
+    model = "unknown CPU"
+    try:
+        with open("/proc/cpuinfo") as cpuinfo:
+            for line in cpuinfo:
+                if line.startswith("model name"):
+                    model = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    cores = subprocess.run(["nproc"], capture_output=True, text=True).stdout.strip()
+    memory = ""
+    try:
+        with open("/proc/meminfo") as meminfo:
+            kib = int(meminfo.readline().split()[1])
+            memory = f", {kib / 1024 / 1024:.0f} GiB"
+    except (OSError, ValueError, IndexError):
+        pass
+    return f"{cores} cores ({model}){memory}, Linux {platform.release()}"
+
+
+def load(path):
+    """Echo results keyed by (server, conns, size) and idle results keyed by server."""
+    echo, idle = {}, {}
+    with open(path) as results:
+        for line in results:
+            record = json.loads(line)
+            result = record["result"]
+            if result["mode"] == "echo":
+                echo[(record["server"], result["connections"], result["size"])] = result
+            else:
+                idle[record["server"]] = result
+    return echo, idle
+
+
+def us(value):
+    return f"{value:,.0f} µs" if value < 10_000 else f"{value / 1000:,.1f} ms"
+
+
+def cpu_per_message(result):
+    server = result.get("server") or {}
+    value = server.get("cpu_us_per_message")
+    return value
+
+
+def fmt_cpu(value):
+    return "n/a" if value is None else f"{value:.2f} µs"
+
+
+def ratio(a, b):
+    return a / b if b else float("nan")
+
+
+def echo_table(echo, servers, cases):
+    """A table: one row per (case, server)."""
+    lines = [
+        "| connections | size | server | messages/s | MB/s | p50 | p99 | p99.9 | server CPU/msg | errors |",
+        "|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for conns, size in cases:
+        for server in servers:
+            r = echo.get((server, conns, size))
+            if r is None:
+                continue
+            lat = r["latency"]
+            lines.append(
+                f"| {conns} | {size} B | {server} | {r['messages_per_sec']:,.0f} | "
+                f"{r['mb_per_sec']:.1f} | {us(lat['p50_us'])} | {us(lat['p99_us'])} | "
+                f"{us(lat['p999_us'])} | {fmt_cpu(cpu_per_message(r))} | {r['errors']} |"
+            )
+    return "\n".join(lines)
+
+
+def ratio_table(echo, subject, references, cases):
+    """Messages/s ratios of `subject` against each reference, per case."""
+    header = "| connections | size | " + " | ".join(f"vs {r}" for r in references) + " |"
+    lines = [header, "|---:|---:|" + "---:|" * len(references)]
+    for conns, size in cases:
+        s = echo.get((subject, conns, size))
+        if s is None:
+            continue
+        cells = []
+        for ref in references:
+            r = echo.get((ref, conns, size))
+            cells.append(f"{ratio(s['messages_per_sec'], r['messages_per_sec']):.2f}x" if r else "n/a")
+        lines.append(f"| {conns} | {size} B | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def targets(echo, idle):
+    """Each target of issue 3, with the measured value and whether it was met."""
+    rows = []
+
+    def check(name, value, ok):
+        rows.append(f"| {name} | {value} | {'met' if ok else '**not met**'} |")
+
+    for conns in (50, 500):
+        for size in (64, 4096):
+            s = echo.get(("switchboard", conns, size))
+            if s is None:
+                continue
+            case = f"{conns} conns, {size} B"
+            for ref, need in (("node-raw", 1.7), ("tokio-echo", 1.15), ("c-epoll", 0.9)):
+                r = echo.get((ref, conns, size))
+                if r:
+                    x = ratio(s["messages_per_sec"], r["messages_per_sec"])
+                    check(f"raw {case}: messages/s vs {ref} ≥ {need}x", f"{x:.2f}x", x >= need)
+            t = echo.get(("tokio-echo", conns, size))
+            if t:
+                check(
+                    f"raw {case}: p99 ≤ tokio-echo's",
+                    f"{us(s['latency']['p99_us'])} vs {us(t['latency']['p99_us'])}",
+                    s["latency"]["p99_us"] <= t["latency"]["p99_us"],
+                )
+                sc, tc = cpu_per_message(s), cpu_per_message(t)
+                if sc is not None and tc is not None:
+                    check(f"raw {case}: server CPU/msg ≤ tokio-echo's", f"{sc:.2f} vs {tc:.2f} µs", sc <= tc)
+    for conns, size in ((50, 64), (500, 64), (50, 4096), (500, 4096)):
+        s, n = echo.get(("switchboard-prefix", conns, size)), echo.get(("node-tutorial", conns, size))
+        if s and n:
+            x = ratio(s["messages_per_sec"], n["messages_per_sec"])
+            check(f"`Echo: ` mode {conns} conns, {size} B: vs node-tutorial ≥ 1.5x", f"{x:.2f}x", x >= 1.5)
+    s = idle.get("switchboard")
+    if s:
+        per = s.get("server_bytes_per_connection")
+        if per is not None:
+            check(f"{s['requested']:,} idle connections: ≤ 1 KiB server memory each", f"{per:,.0f} B", per <= 1024)
+        lost = s["requested"] - s["established"]
+        check(
+            f"{s['requested']:,} connections set up, none lost",
+            f"{s['established']:,} established, listen overflows {s.get('listen_overflows')}",
+            lost == 0 and not s.get("listen_overflows"),
+        )
+    return "\n".join(["| target | measured | |", "|---|---|---|", *rows])
+
+
+def idle_table(idle):
+    lines = [
+        "| server | established | alive after hold | server memory / connection | listen overflows | setup |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for server, r in idle.items():
+        per = r.get("server_bytes_per_connection")
+        lines.append(
+            f"| {server} | {r['established']:,} / {r['requested']:,} | {r['alive_after_hold']:,} | "
+            f"{'n/a' if per is None else f'{per:,.0f} B'} | {r.get('listen_overflows')} | "
+            f"{r['setup_seconds']:.1f} s |"
+        )
+    return "\n".join(lines)
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("results")
+    parser.add_argument("--command", default="bench/run.sh")
+    args = parser.parse_args()
+    echo, idle = load(args.results)
+    cases = [(c, s) for c in (1, 50, 500) for s in (64, 4096)]
+    raw_servers = ["switchboard", *RAW_REFERENCES]
+    print(f"""# Benchmarks
+
+Measured {datetime.date.today().isoformat()} on {machine()}.
+Reproduce with `{args.command}`. Every server ran pinned to CPU 0 and the
+load client (`switchboard bench`, one thread) to CPU 1, all in one run. These
+machines are noisy: compare the ratios, not the absolute numbers, and rerun
+before trusting a difference under ~10 %. "server CPU/msg" is the server's
+user+system CPU time per reply over the measured window (from `/proc/PID/stat`):
+it does not depend on which side saturates first.
+
+## Targets (issue 3)
+
+{targets(echo, idle)}
+
+## Raw echo (`switchboard echo --raw`)
+
+switchboard's messages/s relative to each reference:
+
+{ratio_table(echo, "switchboard", RAW_REFERENCES, cases)}
+
+{echo_table(echo, raw_servers, cases)}
+
+## `Echo: ` prefix mode (the Node tutorial's behaviour)
+
+switchboard (`switchboard echo`) relative to the Node tutorial server:
+
+{ratio_table(echo, "switchboard-prefix", ["node-tutorial"], cases)}
+
+{echo_table(echo, ["switchboard-prefix", "node-tutorial"], cases)}
+
+## Idle connections
+
+{idle_table(idle)}
+
+The servers: `switchboard` is `switchboard echo --raw`; `tokio-echo` is
+`bench/servers/tokio_echo.rs` (the tokio README's echo: a task and a 4 KiB
+buffer per connection); `node-raw` and `node-tutorial` are
+`bench/servers/node_echo.mjs` (`socket.pipe(socket)`, and the tutorial's
+`Echo: ` handler without its per-message log); `c-epoll` is
+`bench/servers/epoll_echo.c` (single-threaded edge-triggered epoll, the
+machine's practical ceiling).
+""")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,106 @@
+#!/usr/bin/env bash
+# The benchmark suite: builds switchboard and the reference servers, runs every
+# server through the same cases in one run, and writes BENCHMARKS.md.
+#
+#   bench/run.sh                 # full run, about 5 minutes
+#   BENCH_DURATION=2 bench/run.sh  # quicker, noisier
+#
+# Each server runs pinned to CPU 0 and the load client (`switchboard bench`,
+# single-threaded) to CPU 1, so every server gets the same one core and the
+# client never competes with it (tokio sizes its worker pool from the CPU
+# affinity, so the tokio servers run one worker). Results: target/bench/.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+DURATION=${BENCH_DURATION:-5}
+WARMUP=${BENCH_WARMUP:-1}
+IDLE_CONNS=${BENCH_IDLE_CONNS:-10000}
+IDLE_HOLD=${BENCH_IDLE_HOLD:-5}
+OUT=target/bench
+RESULTS=$OUT/results.jsonl
+mkdir -p "$OUT"
+: > "$RESULTS"
+
+echo "bench: building" >&2
+cargo build --release --quiet --bin switchboard --example tokio-echo
+cc -O2 -o "$OUT/epoll_echo" bench/servers/epoll_echo.c
+SB=target/release/switchboard
+
+if [ "$(nproc)" -ge 2 ]; then
+  ON_SERVER_CPU=(taskset -c 0)
+  ON_CLIENT_CPU=(taskset -c 1)
+else
+  ON_SERVER_CPU=()
+  ON_CLIENT_CPU=()
+fi
+
+declare -A SERVERS=(
+  [switchboard]="$SB echo --raw --host 127.0.0.1 --port 0"
+  [tokio-echo]="target/release/examples/tokio-echo 0"
+  [node-raw]="node bench/servers/node_echo.mjs raw 0"
+  [c-epoll]="$OUT/epoll_echo 0"
+  [switchboard-prefix]="$SB echo --host 127.0.0.1 --port 0"
+  [node-tutorial]="node bench/servers/node_echo.mjs tutorial 0"
+)
+RAW_SERVERS=(switchboard tokio-echo node-raw c-epoll)
+PREFIX_SERVERS=(switchboard-prefix node-tutorial)
+
+SERVER_PID=""
+# start_server NAME: runs it on the server CPU, waits for `listening on`, sets PORT.
+start_server() {
+  local log=$OUT/$1.stdout
+  # shellcheck disable=SC2086 # the command lines above are split on purpose
+  "${ON_SERVER_CPU[@]}" ${SERVERS[$1]} > "$log" 2> "$OUT/$1.stderr" &
+  SERVER_PID=$!
+  for _ in $(seq 300); do
+    if head -1 "$log" | grep -q '^listening on '; then
+      PORT=$(head -1 "$log" | sed 's/.*://')
+      return
+    fi
+    kill -0 "$SERVER_PID" 2>/dev/null || break
+    sleep 0.1
+  done
+  echo "error: server $1 did not print its listening line" >&2
+  exit 1
+}
+
+stop_server() {
+  kill "$SERVER_PID" 2>/dev/null || true
+  wait "$SERVER_PID" 2>/dev/null || true
+}
+trap stop_server EXIT
+
+# record NAME MODE ARGS...: runs one bench and appends {"server", "result"} to the results.
+record() {
+  local name=$1
+  shift
+  local json
+  json=$("${ON_CLIENT_CPU[@]}" "$SB" bench "$@" --pid "$SERVER_PID" --json)
+  printf '{"server":"%s","result":%s}\n' "$name" "$json" >> "$RESULTS"
+  echo "bench: $name $* -> $(echo "$json" | head -c 160)..." >&2
+}
+
+echo_cases() {
+  local name=$1 extra=("${@:2}")
+  start_server "$name"
+  for conns in 1 50 500; do
+    for size in 64 4096; do
+      record "$name" echo "127.0.0.1:$PORT" --conns "$conns" --size "$size" \
+        --duration "$DURATION" --warmup "$WARMUP" "${extra[@]}"
+    done
+  done
+  stop_server
+}
+
+for name in "${RAW_SERVERS[@]}"; do echo_cases "$name"; done
+for name in "${PREFIX_SERVERS[@]}"; do echo_cases "$name" --prefix "Echo: "; done
+for name in "${RAW_SERVERS[@]}"; do
+  start_server "$name"
+  record "$name" idle "127.0.0.1:$PORT" --conns "$IDLE_CONNS" --hold "$IDLE_HOLD"
+  stop_server
+done
+
+python3 bench/report.py "$RESULTS" \
+  --command "bench/run.sh (BENCH_DURATION=$DURATION BENCH_WARMUP=$WARMUP BENCH_IDLE_CONNS=$IDLE_CONNS)" \
+  > BENCHMARKS.md
+echo "bench: wrote BENCHMARKS.md" >&2

@@ -1,0 +1,143 @@
+//! `bench idle`: open many connections, check each is served, hold them quiet,
+//! and report what they cost the server in memory.
+//!
+//! Each connection sends one newline and waits for it to come back before it
+//! counts as established, so the server has really accepted and served it
+//! (a connect completes in the kernel's backlog before the server accepts).
+//! The server's memory is read after the hold, before the connections are
+//! checked again.
+
+use std::io;
+use std::time::Duration;
+
+use futures_util::{StreamExt, stream};
+use indicatif::ProgressBar;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::time::Instant;
+
+use crate::bench::dialer::{Dialer, raise_fd_limit};
+use crate::bench::procfs::{ProcessSample, listen_overflows};
+use crate::bench::report::{IdleReport, ServerCost};
+use crate::error::{Error, Result, describe_io};
+use crate::net::addr::HostPort;
+
+/// How long one check may wait for its echo.
+const CHECK_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How many checks run at once.
+const CHECKS_IN_FLIGHT: usize = 256;
+
+/// What `bench idle` should do.
+#[derive(Clone, Debug)]
+pub struct IdlePlan {
+    /// The echo server.
+    pub target: HostPort,
+    /// How many connections to open.
+    pub connections: usize,
+    /// How long to hold them.
+    pub hold: Duration,
+    /// The server's process, to measure its memory.
+    pub server_pid: Option<u32>,
+    /// How many loopback source addresses to spread connections over.
+    pub sources: usize,
+}
+
+/// Runs the benchmark, showing progress on `bar`.
+///
+/// # Errors
+/// [`Error::Resolve`] or [`Error::Connect`] when not one connection opens.
+pub async fn run(plan: &IdlePlan, bar: &ProgressBar) -> Result<IdleReport> {
+    let target = plan.target.resolve().await?[0];
+    raise_fd_limit();
+    let server_pid = plan.server_pid.map(|pid| pid.to_string());
+    let sample = || server_pid.as_deref().and_then(ProcessSample::take);
+    let server_before = sample();
+    let overflows_before = listen_overflows();
+    let setup_started = Instant::now();
+
+    bar.set_message(format!("opening {} connections", plan.connections));
+    let (opened, connect_failures) = Dialer::new(target, plan.sources)
+        .connect_many(plan.connections)
+        .await;
+    if opened.is_empty() {
+        return Err(Error::Connect {
+            addr: plan.target.to_string(),
+            reason: connect_failures
+                .first()
+                .map_or_else(|| "no connection".into(), describe_io),
+        });
+    }
+    bar.set_message("checking every connection is served");
+    let established = check_all(opened).await;
+    let setup_seconds = setup_started.elapsed().as_secs_f64();
+    let listen_overflows = listen_overflows()
+        .zip(overflows_before)
+        .map(|(after, before)| after.saturating_sub(before));
+
+    bar.set_message(format!("holding {} connections", established.len()));
+    tokio::time::sleep(plan.hold).await;
+    let server_after = sample();
+    bar.set_message("checking the connections are still served");
+    let established_count = established.len();
+    let alive_after_hold = check_all(established).await.len();
+
+    let server = match (plan.server_pid, server_before, server_after) {
+        (Some(pid), Some(before), Some(after)) => Some(ServerCost {
+            pid,
+            cpu_seconds: after.cpu_seconds_since(&before),
+            cpu_us_per_message: None,
+            rss_kib_before: before.rss_kib,
+            rss_kib_after: after.rss_kib,
+        }),
+        _ => None,
+    };
+    let server_bytes_per_connection = server.filter(|_| established_count > 0).map(|cost| {
+        cost.rss_kib_after.saturating_sub(cost.rss_kib_before) as f64 * 1024.0
+            / established_count as f64
+    });
+    Ok(IdleReport {
+        mode: "idle",
+        target: plan.target.to_string(),
+        requested: plan.connections,
+        established: established_count,
+        alive_after_hold,
+        errors: (plan.connections - alive_after_hold) as u64,
+        setup_seconds,
+        hold_seconds: plan.hold.as_secs_f64(),
+        listen_overflows,
+        server_bytes_per_connection,
+        server,
+    })
+}
+
+/// Checks every connection with one echoed newline; keeps those that answer.
+async fn check_all(connections: Vec<TcpStream>) -> Vec<TcpStream> {
+    stream::iter(connections)
+        .map(check)
+        .buffer_unordered(CHECKS_IN_FLIGHT)
+        .filter_map(|checked| async move { checked.ok() })
+        .collect()
+        .await
+}
+
+/// Sends a newline and waits for one to come back.
+async fn check(mut stream: TcpStream) -> io::Result<TcpStream> {
+    let exchange = async {
+        stream.write_all(b"\n").await?;
+        let mut buf = [0; 256];
+        loop {
+            let read = stream.read(&mut buf).await?;
+            if read == 0 {
+                return Err(io::Error::from(io::ErrorKind::UnexpectedEof));
+            }
+            if buf[..read].contains(&b'\n') {
+                return Ok::<(), io::Error>(());
+            }
+        }
+    };
+    tokio::time::timeout(CHECK_TIMEOUT, exchange)
+        .await
+        .map_err(|_| io::Error::from(io::ErrorKind::TimedOut))??;
+    Ok(stream)
+}

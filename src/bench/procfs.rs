@@ -1,0 +1,106 @@
+//! What `/proc` says about a process (CPU time, resident memory) and the
+//! machine (listen-queue overflows), for `bench --pid`. Parsers are separate
+//! from the file reads so they are tested on text.
+
+use std::fs;
+
+/// A process's CPU time and memory at one moment.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ProcessSample {
+    /// User plus system CPU time, in clock ticks.
+    pub cpu_ticks: u64,
+    /// Resident memory, in KiB.
+    pub rss_kib: u64,
+}
+
+impl ProcessSample {
+    /// Samples process `pid` (`"self"` works too); `None` if it is gone.
+    pub fn take(pid: &str) -> Option<Self> {
+        let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        let status = fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+        Some(Self {
+            cpu_ticks: parse_cpu_ticks(&stat)?,
+            rss_kib: parse_rss_kib(&status)?,
+        })
+    }
+
+    /// CPU seconds spent between `earlier` and this sample.
+    pub fn cpu_seconds_since(&self, earlier: &Self) -> f64 {
+        self.cpu_ticks.saturating_sub(earlier.cpu_ticks) as f64 / ticks_per_second()
+    }
+}
+
+/// Clock ticks per second (`sysconf(_SC_CLK_TCK)`, 100 on Linux).
+fn ticks_per_second() -> f64 {
+    // SAFETY: sysconf has no preconditions.
+    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    if ticks > 0 { ticks as f64 } else { 100.0 }
+}
+
+/// `utime + stime` from the text of `/proc/PID/stat`.
+pub fn parse_cpu_ticks(stat: &str) -> Option<u64> {
+    // The command name (field 2) may hold spaces and parentheses: skip past its last ')'.
+    let after_name = &stat[stat.rfind(')')? + 1..];
+    let mut fields = after_name.split_whitespace();
+    // After the name come state (field 3) … utime is field 14, stime field 15.
+    let utime: u64 = fields.nth(11)?.parse().ok()?;
+    let stime: u64 = fields.next()?.parse().ok()?;
+    Some(utime + stime)
+}
+
+/// `VmRSS` in KiB from the text of `/proc/PID/status`.
+pub fn parse_rss_kib(status: &str) -> Option<u64> {
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
+/// The machine's count of connections dropped because a listen queue was full.
+pub fn listen_overflows() -> Option<u64> {
+    let netstat = fs::read_to_string("/proc/net/netstat").ok()?;
+    parse_netstat(&netstat, "TcpExt", "ListenOverflows")
+}
+
+/// One counter from `/proc/net/netstat`, which pairs a header line of names
+/// with a line of values under the same prefix.
+pub fn parse_netstat(text: &str, group: &str, name: &str) -> Option<u64> {
+    let prefix = format!("{group}:");
+    let mut lines = text.lines().filter(|line| line.starts_with(&prefix));
+    let names = lines.next()?.split_whitespace().skip(1);
+    let values = lines.next()?.split_whitespace().skip(1);
+    names
+        .zip(values)
+        .find(|(n, _)| *n == name)
+        .and_then(|(_, value)| value.parse().ok())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cpu_ticks_survive_odd_command_names() {
+        let stat = "4242 (my (odd) srv) S 1 4242 4242 0 -1 4194560 180 0 0 0 1234 567 0 0 20 0 3 0";
+        assert_eq!(parse_cpu_ticks(stat), Some(1234 + 567));
+        assert_eq!(parse_cpu_ticks("garbage"), None);
+    }
+
+    #[test]
+    fn rss_is_read_in_kib() {
+        let status = "Name:\tswitchboard\nVmPeak:\t  9000 kB\nVmRSS:\t    5120 kB\n";
+        assert_eq!(parse_rss_kib(status), Some(5120));
+        assert_eq!(parse_rss_kib("Name: x\n"), None);
+    }
+
+    #[test]
+    fn netstat_counters_pair_names_with_values() {
+        let text = "TcpExt: SyncookiesSent ListenOverflows ListenDrops\nTcpExt: 0 17 20\n\
+                    IpExt: InNoRoutes\nIpExt: 3\n";
+        assert_eq!(parse_netstat(text, "TcpExt", "ListenOverflows"), Some(17));
+        assert_eq!(parse_netstat(text, "TcpExt", "Missing"), None);
+    }
+}

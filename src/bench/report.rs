@@ -1,0 +1,232 @@
+//! What a benchmark run found, as a table for people and JSON for machines.
+
+use std::fmt::Write;
+
+use hdrhistogram::Histogram;
+use serde::Serialize;
+
+/// Latency percentiles, in microseconds.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize)]
+pub struct Latency {
+    /// Median.
+    pub p50_us: u64,
+    /// 90th percentile.
+    pub p90_us: u64,
+    /// 99th percentile.
+    pub p99_us: u64,
+    /// 99.9th percentile.
+    pub p999_us: u64,
+    /// The slowest seen.
+    pub max_us: u64,
+}
+
+impl Latency {
+    /// The percentiles of a histogram recorded in microseconds.
+    pub fn of(histogram: &Histogram<u64>) -> Self {
+        Self {
+            p50_us: histogram.value_at_quantile(0.50),
+            p90_us: histogram.value_at_quantile(0.90),
+            p99_us: histogram.value_at_quantile(0.99),
+            p999_us: histogram.value_at_quantile(0.999),
+            max_us: histogram.max(),
+        }
+    }
+}
+
+/// What the measured window cost the server process (`--pid`).
+#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+pub struct ServerCost {
+    /// The server's process id.
+    pub pid: u32,
+    /// CPU seconds (user + system) the server used in the window.
+    pub cpu_seconds: f64,
+    /// CPU microseconds per message (echo) or per connection held (idle).
+    pub cpu_us_per_message: Option<f64>,
+    /// Resident memory at the start, KiB.
+    pub rss_kib_before: u64,
+    /// Resident memory at the end, KiB.
+    pub rss_kib_after: u64,
+}
+
+/// The result of `bench echo`.
+#[derive(Clone, Debug, Serialize)]
+pub struct EchoReport {
+    /// Always `"echo"`.
+    pub mode: &'static str,
+    /// The server benchmarked.
+    pub target: String,
+    /// Connections that took part.
+    pub connections: usize,
+    /// Request size in bytes.
+    pub size: usize,
+    /// Requests in flight per connection.
+    pub pipeline: usize,
+    /// Length of the measured window, seconds.
+    pub seconds: f64,
+    /// Replies completed in the window.
+    pub messages: u64,
+    /// Replies per second.
+    pub messages_per_sec: f64,
+    /// Payload echoed per second, in MB (10^6 bytes), one direction.
+    pub mb_per_sec: f64,
+    /// Request-to-reply latency.
+    pub latency: Latency,
+    /// Connections that failed to open or broke, and replies that made no sense.
+    pub errors: u64,
+    /// The load client's own CPU use in the window, percent of one core.
+    pub client_cpu_percent: f64,
+    /// The server's cost, with `--pid`.
+    pub server: Option<ServerCost>,
+}
+
+impl EchoReport {
+    /// The human-readable table.
+    pub fn table(&self) -> String {
+        let mut out = String::new();
+        let _ = writeln!(
+            out,
+            "bench echo {}: {} connections, {} B requests, pipeline {}, {:.1} s measured",
+            self.target, self.connections, self.size, self.pipeline, self.seconds
+        );
+        let _ = writeln!(
+            out,
+            "{:>11} {:>12} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>7}",
+            "connections", "messages/s", "MB/s", "p50", "p90", "p99", "p99.9", "max", "errors"
+        );
+        let l = &self.latency;
+        let _ = writeln!(
+            out,
+            "{:>11} {:>12} {:>9.2} {:>9} {:>9} {:>9} {:>9} {:>9} {:>7}",
+            self.connections,
+            thousands(self.messages_per_sec),
+            self.mb_per_sec,
+            micros(l.p50_us),
+            micros(l.p90_us),
+            micros(l.p99_us),
+            micros(l.p999_us),
+            micros(l.max_us),
+            self.errors
+        );
+        if let Some(server) = &self.server {
+            let per_message = server
+                .cpu_us_per_message
+                .map_or_else(|| "n/a".to_string(), |us| format!("{us:.2} µs"));
+            let _ = writeln!(
+                out,
+                "server (pid {}): {:.2} CPU s, {per_message} CPU per message, RSS {} KiB",
+                server.pid, server.cpu_seconds, server.rss_kib_after
+            );
+        }
+        let _ = writeln!(out, "client: {:.0}% of one core", self.client_cpu_percent);
+        out
+    }
+}
+
+/// The result of `bench idle`.
+#[derive(Clone, Debug, Serialize)]
+pub struct IdleReport {
+    /// Always `"idle"`.
+    pub mode: &'static str,
+    /// The server benchmarked.
+    pub target: String,
+    /// Connections asked for.
+    pub requested: usize,
+    /// Connections that opened and answered a first echo.
+    pub established: usize,
+    /// Connections still answering at the end of the hold.
+    pub alive_after_hold: usize,
+    /// Connections that failed to open, answer, or stay.
+    pub errors: u64,
+    /// Seconds it took to open and check every connection.
+    pub setup_seconds: f64,
+    /// Seconds the connections were held idle.
+    pub hold_seconds: f64,
+    /// Growth of the machine's listen-queue overflow counter during setup.
+    pub listen_overflows: Option<u64>,
+    /// Server memory per established connection, bytes (with `--pid`).
+    pub server_bytes_per_connection: Option<f64>,
+    /// The server's cost, with `--pid`.
+    pub server: Option<ServerCost>,
+}
+
+impl IdleReport {
+    /// The human-readable table.
+    pub fn table(&self) -> String {
+        let mut out = String::new();
+        let _ = writeln!(
+            out,
+            "bench idle {}: {} connections held {:.1} s",
+            self.target, self.requested, self.hold_seconds
+        );
+        let _ = writeln!(
+            out,
+            "{:>11} {:>11} {:>7} {:>8} {:>10} {:>16}",
+            "established", "alive", "errors", "setup s", "overflows", "server B/conn"
+        );
+        let _ = writeln!(
+            out,
+            "{:>11} {:>11} {:>7} {:>8.2} {:>10} {:>16}",
+            self.established,
+            self.alive_after_hold,
+            self.errors,
+            self.setup_seconds,
+            self.listen_overflows
+                .map_or_else(|| "n/a".into(), |n| n.to_string()),
+            self.server_bytes_per_connection
+                .map_or_else(|| "n/a".into(), |b| format!("{b:.0}")),
+        );
+        out
+    }
+}
+
+/// A rate with thousands separators: `212,345`.
+fn thousands(value: f64) -> String {
+    let digits = format!("{:.0}", value.max(0.0));
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
+    for (i, digit) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(digit);
+    }
+    out
+}
+
+/// Microseconds as a short human duration: `87µs`, `1.25ms`, `2.1s`.
+fn micros(us: u64) -> String {
+    match us {
+        0..1_000 => format!("{us}µs"),
+        1_000..1_000_000 => format!("{:.2}ms", us as f64 / 1e3),
+        _ => format!("{:.1}s", us as f64 / 1e6),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rates_get_thousands_separators() {
+        assert_eq!(thousands(212_345.4), "212,345");
+        assert_eq!(thousands(999.0), "999");
+        assert_eq!(thousands(1_000_000.0), "1,000,000");
+    }
+
+    #[test]
+    fn durations_pick_a_readable_unit() {
+        assert_eq!(micros(87), "87µs");
+        assert_eq!(micros(1_250), "1.25ms");
+        assert_eq!(micros(2_100_000), "2.1s");
+    }
+
+    #[test]
+    fn percentiles_come_from_the_histogram() {
+        let mut histogram = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).unwrap();
+        for us in 1..=1000 {
+            histogram.record(us).unwrap();
+        }
+        let latency = Latency::of(&histogram);
+        assert_eq!((latency.p50_us, latency.max_us), (500, 1000));
+        assert!(latency.p99_us >= 989 && latency.p99_us <= 991);
+    }
+}

@@ -1,0 +1,115 @@
+//! `switchboard bench`: check the flags, run the load, print the report.
+
+use anyhow::{Context, bail};
+
+use super::args::{BenchArgs, BenchCommon, BenchEchoArgs, BenchIdleArgs, BenchMode};
+use super::{seconds, write_stdout};
+use switchboard::bench::{echo, idle, plot, progress};
+use switchboard::net::addr::HostPort;
+
+/// Connections one source address should carry at most by default.
+const CONNECTIONS_PER_SOURCE: usize = 5_000;
+
+/// The most bytes one connection may have in flight, so a pipeline cannot
+/// deadlock against socket buffers.
+const MAX_IN_FLIGHT_BYTES: usize = 1024 * 1024;
+
+/// Runs the bench mode `args` names.
+///
+/// # Errors
+/// Bad flags, or a server that cannot be reached.
+pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
+    match args.mode {
+        BenchMode::Echo(args) => run_echo(args).await,
+        BenchMode::Idle(args) => run_idle(args).await,
+    }
+}
+
+/// `bench echo`.
+async fn run_echo(args: BenchEchoArgs) -> anyhow::Result<()> {
+    if args.conns == 0 || args.size == 0 || args.pipeline == 0 {
+        bail!("--conns, --size and --pipeline must be at least 1");
+    }
+    if args.size.saturating_mul(args.pipeline) > MAX_IN_FLIGHT_BYTES {
+        bail!("--size times --pipeline must be at most {MAX_IN_FLIGHT_BYTES} bytes");
+    }
+    let plan = echo::EchoPlan {
+        target: HostPort::parse_remote(&args.addr)?,
+        connections: args.conns,
+        size: args.size,
+        pipeline: args.pipeline,
+        duration: seconds("duration", args.duration, false)?,
+        warmup: seconds("warmup", args.warmup, true)?,
+        prefix: args.prefix,
+        server_pid: checked_pid(&args.common)?,
+        sources: sources(&args.common, args.conns),
+    };
+    let bar = progress::spinner();
+    let outcome = echo::run(&plan, &bar).await;
+    bar.finish_and_clear();
+    let outcome = outcome?;
+    if let Some(path) = &args.plot {
+        let title = format!(
+            "{} · {} connections · {} B · {:.0} msg/s",
+            outcome.report.target,
+            outcome.report.connections,
+            outcome.report.size,
+            outcome.report.messages_per_sec
+        );
+        std::fs::write(path, plot::latency_svg(&outcome.latencies, &title))
+            .with_context(|| format!("could not write the plot to {}", path.display()))?;
+    }
+    print(&args.common, &outcome.report, outcome.report.table())
+}
+
+/// `bench idle`.
+async fn run_idle(args: BenchIdleArgs) -> anyhow::Result<()> {
+    if args.conns == 0 {
+        bail!("--conns must be at least 1");
+    }
+    let plan = idle::IdlePlan {
+        target: HostPort::parse_remote(&args.addr)?,
+        connections: args.conns,
+        hold: seconds("hold", args.hold, true)?,
+        server_pid: checked_pid(&args.common)?,
+        sources: sources(&args.common, args.conns),
+    };
+    let bar = progress::spinner();
+    let report = idle::run(&plan, &bar).await;
+    bar.finish_and_clear();
+    let report = report?;
+    print(&args.common, &report, report.table())
+}
+
+/// `--pid`, refused up front when no such process is readable.
+fn checked_pid(common: &BenchCommon) -> anyhow::Result<Option<u32>> {
+    if let Some(pid) = common.pid
+        && !std::path::Path::new(&format!("/proc/{pid}/stat")).exists()
+    {
+        bail!("no process with --pid {pid}");
+    }
+    Ok(common.pid)
+}
+
+/// `--sources`, or one source address per [`CONNECTIONS_PER_SOURCE`] connections.
+fn sources(common: &BenchCommon, connections: usize) -> usize {
+    common
+        .sources
+        .unwrap_or_else(|| connections.div_ceil(CONNECTIONS_PER_SOURCE))
+        .max(1)
+}
+
+/// Prints the report as JSON or as its table.
+fn print<T: serde::Serialize>(
+    common: &BenchCommon,
+    report: &T,
+    table: String,
+) -> anyhow::Result<()> {
+    if common.json {
+        let mut json = serde_json::to_string(report).context("could not encode the report")?;
+        json.push('\n');
+        write_stdout(json.as_bytes())
+    } else {
+        write_stdout(table.as_bytes())
+    }
+}

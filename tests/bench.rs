@@ -1,0 +1,196 @@
+//! `switchboard bench`: it drives real servers and reports what happened.
+//! These check correctness of the counts, never speed.
+
+use serde_json::Value;
+
+use crate::util::{Server, assert_one_line_error, closed_port, run_switchboard, stdout};
+
+/// Runs `switchboard bench ARGS --json` and parses its one JSON object.
+fn bench_json(args: &[&str]) -> Value {
+    let mut all = args.to_vec();
+    all.push("--json");
+    let output = run_switchboard(&all, b"");
+    assert!(output.status.success(), "{output:?}");
+    serde_json::from_str(stdout(&output).trim()).expect("one JSON object")
+}
+
+#[test]
+fn echo_mode_counts_replies_and_measures_the_server() {
+    let server = Server::start(&["echo", "--raw"]);
+    let pid = server.pid().to_string();
+    let report = bench_json(&[
+        "bench",
+        "echo",
+        &server.local(),
+        "--conns",
+        "8",
+        "--size",
+        "100",
+        "--duration",
+        "0.5",
+        "--warmup",
+        "0",
+        "--pid",
+        &pid,
+    ]);
+    assert_eq!(report["connections"], 8);
+    assert_eq!(report["errors"], 0);
+    assert!(report["messages"].as_u64().unwrap() > 0, "{report}");
+    let latency = &report["latency"];
+    assert!(
+        latency["p50_us"].as_u64() <= latency["max_us"].as_u64(),
+        "{report}"
+    );
+    assert!(
+        report["server"]["cpu_us_per_message"].as_f64().is_some(),
+        "{report}"
+    );
+}
+
+#[test]
+fn replies_are_parsed_as_a_stream_when_the_server_merges_chunks() {
+    // A pipelined client makes the chunk-mode server answer several requests
+    // with one prefixed chunk: counting must still come out right.
+    let server = Server::start(&["echo", "--prefix", "> "]);
+    let report = bench_json(&[
+        "bench",
+        "echo",
+        &server.local(),
+        "--conns",
+        "4",
+        "--pipeline",
+        "16",
+        "--size",
+        "32",
+        "--duration",
+        "0.5",
+        "--warmup",
+        "0",
+        "--prefix",
+        "> ",
+    ]);
+    assert_eq!(report["errors"], 0, "{report}");
+    assert!(report["messages"].as_u64().unwrap() > 0, "{report}");
+}
+
+#[test]
+fn a_wrong_prefix_is_reported_as_errors() {
+    let server = Server::start(&["echo"]);
+    let report = bench_json(&[
+        "bench",
+        "echo",
+        &server.local(),
+        "--conns",
+        "3",
+        "--duration",
+        "0.3",
+        "--warmup",
+        "0",
+        "--prefix",
+        "Nope: ",
+    ]);
+    assert_eq!(report["errors"], 3, "{report}");
+}
+
+#[test]
+fn table_output_and_latency_plot() {
+    let server = Server::start(&["echo", "--raw"]);
+    let plot = std::env::temp_dir().join(format!("switchboard-plot-{}.svg", server.port));
+    let output = run_switchboard(
+        &[
+            "bench",
+            "echo",
+            &server.local(),
+            "--conns",
+            "2",
+            "--duration",
+            "0.3",
+            "--warmup",
+            "0",
+            "--plot",
+            plot.to_str().unwrap(),
+        ],
+        b"",
+    );
+    assert!(output.status.success(), "{output:?}");
+    let table = stdout(&output);
+    assert!(
+        table.contains("messages/s") && table.contains("p99.9"),
+        "{table}"
+    );
+    let svg = std::fs::read_to_string(&plot).expect("plot written");
+    std::fs::remove_file(&plot).ok();
+    assert!(
+        svg.starts_with("<svg") && svg.contains("<polyline"),
+        "{svg}"
+    );
+}
+
+#[test]
+fn idle_mode_holds_connections_and_reports_memory_per_connection() {
+    let server = Server::start(&["echo", "--raw"]);
+    let pid = server.pid().to_string();
+    let report = bench_json(&[
+        "bench",
+        "idle",
+        &server.local(),
+        "--conns",
+        "300",
+        "--hold",
+        "0.2",
+        "--pid",
+        &pid,
+        "--sources",
+        "3",
+    ]);
+    assert_eq!(report["established"], 300, "{report}");
+    assert_eq!(report["alive_after_hold"], 300, "{report}");
+    assert_eq!(report["errors"], 0, "{report}");
+    assert!(
+        report["server_bytes_per_connection"].as_f64().is_some(),
+        "{report}"
+    );
+}
+
+#[test]
+fn bad_bench_input_gets_one_error_line() {
+    let addr = format!("127.0.0.1:{}", closed_port());
+    let output = run_switchboard(&["bench", "echo", &addr, "--duration", "0.2"], b"");
+    assert_one_line_error(
+        &output,
+        &format!("could not connect to {addr}: connection refused"),
+    );
+    for (args, expected) in [
+        (
+            vec!["bench", "echo", "127.0.0.1:9", "--conns", "0"],
+            "must be at least 1",
+        ),
+        (
+            vec![
+                "bench",
+                "echo",
+                "127.0.0.1:9",
+                "--size",
+                "65536",
+                "--pipeline",
+                "64",
+            ],
+            "at most",
+        ),
+        (
+            vec!["bench", "echo", "127.0.0.1:9", "--duration", "0"],
+            "invalid --duration 0",
+        ),
+        (
+            vec!["bench", "idle", "127.0.0.1:9", "--pid", "999999999"],
+            "no process with --pid",
+        ),
+        (
+            vec!["bench", "idle", "nowhere"],
+            "invalid address 'nowhere'",
+        ),
+    ] {
+        let output = run_switchboard(&args, b"");
+        assert_one_line_error(&output, expected);
+    }
+}
