@@ -36,18 +36,41 @@ def machine():
     return f"{cores} cores ({model}){memory}, Linux {platform.release()}"
 
 
+def median(values):
+    values = sorted(values)
+    middle = len(values) // 2
+    return values[middle] if len(values) % 2 else (values[middle - 1] + values[middle]) / 2
+
+
+def combine(runs):
+    """One result from several interleaved runs: the median run by messages/s,
+    with the median server CPU per message and the run count."""
+    runs = sorted(runs, key=lambda r: r["messages_per_sec"])
+    result = dict(runs[len(runs) // 2])
+    result["messages_per_sec"] = median([r["messages_per_sec"] for r in runs])
+    result["mb_per_sec"] = median([r["mb_per_sec"] for r in runs])
+    costs = [c for c in (cpu_per_message(r) for r in runs) if c is not None]
+    if costs:
+        result["server"] = dict(result.get("server") or {}, cpu_us_per_message=median(costs))
+    result["runs"] = len(runs)
+    result["errors"] = sum(r["errors"] for r in runs)
+    return result
+
+
 def load(path):
-    """Echo results keyed by (server, conns, size) and idle results keyed by server."""
-    echo, idle = {}, {}
+    """Echo results keyed by (server, conns, size), combined over rounds, and
+    idle results keyed by server."""
+    runs, idle = {}, {}
     with open(path) as results:
         for line in results:
             record = json.loads(line)
             result = record["result"]
             if result["mode"] == "echo":
-                echo[(record["server"], result["connections"], result["size"])] = result
+                key = (record["server"], result["connections"], result["size"])
+                runs.setdefault(key, []).append(result)
             else:
                 idle[record["server"]] = result
-    return echo, idle
+    return {key: combine(group) for key, group in runs.items()}, idle
 
 
 def us(value):
@@ -178,11 +201,13 @@ def main():
 
 Measured {datetime.date.today().isoformat()} on {machine()}.
 Reproduce with `{args.command}`. Every server ran pinned to CPU 0 and the
-load client (`switchboard bench`, one thread) to CPU 1, all in one run. These
-machines are noisy: compare the ratios, not the absolute numbers, and rerun
-before trusting a difference under ~10 %. "server CPU/msg" is the server's
-user+system CPU time per reply over the measured window (from `/proc/PID/stat`):
-it does not depend on which side saturates first.
+load client (`switchboard bench`, one thread) to CPU 1, all in one run; each
+case ran once per round with the servers interleaved, each time on a fresh
+server process, and the tables show medians. These machines are noisy
+(the same server varies ±15 % between runs): compare ratios, and do not trust
+a difference under ~10 %. "server CPU/msg" is the server's user+system CPU time
+per reply over the measured window (from `/proc/PID/stat`); it does not depend
+on which side saturates first.
 
 ## Targets (issue 3)
 

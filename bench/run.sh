@@ -2,18 +2,22 @@
 # The benchmark suite: builds switchboard and the reference servers, runs every
 # server through the same cases in one run, and writes BENCHMARKS.md.
 #
-#   bench/run.sh                 # full run, about 5 minutes
-#   BENCH_DURATION=2 bench/run.sh  # quicker, noisier
+#   bench/run.sh                               # full run, about 10 minutes
+#   BENCH_ROUNDS=1 BENCH_DURATION=2 bench/run.sh # quicker, noisier
 #
 # Each server runs pinned to CPU 0 and the load client (`switchboard bench`,
 # single-threaded) to CPU 1, so every server gets the same one core and the
 # client never competes with it (tokio sizes its worker pool from the CPU
-# affinity, so the tokio servers run one worker). Results: target/bench/.
+# affinity, so the tokio servers run one worker). These machines are noisy, so
+# every case runs ROUNDS times with the servers interleaved (A B C D, A B C D,
+# …), each measurement on a fresh server process, and the report takes medians.
+# Results: target/bench/.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-DURATION=${BENCH_DURATION:-5}
+DURATION=${BENCH_DURATION:-3}
 WARMUP=${BENCH_WARMUP:-1}
+ROUNDS=${BENCH_ROUNDS:-3}
 IDLE_CONNS=${BENCH_IDLE_CONNS:-10000}
 IDLE_HOLD=${BENCH_IDLE_HOLD:-5}
 OUT=target/bench
@@ -80,20 +84,27 @@ record() {
   echo "bench: $name $* -> $(echo "$json" | head -c 160)..." >&2
 }
 
-echo_cases() {
-  local name=$1 extra=("${@:2}")
-  start_server "$name"
-  for conns in 1 50 500; do
-    for size in 64 4096; do
+# echo_case CONNS SIZE EXTRA SERVERS...: every server once per round, interleaved.
+echo_case() {
+  local conns=$1 size=$2 extra=$3
+  shift 3
+  for _ in $(seq "$ROUNDS"); do
+    for name in "$@"; do
+      start_server "$name"
+      # shellcheck disable=SC2086 # EXTRA is empty or a flag and its value
       record "$name" echo "127.0.0.1:$PORT" --conns "$conns" --size "$size" \
-        --duration "$DURATION" --warmup "$WARMUP" "${extra[@]}"
+        --duration "$DURATION" --warmup "$WARMUP" $extra
+      stop_server
     done
   done
-  stop_server
 }
 
-for name in "${RAW_SERVERS[@]}"; do echo_cases "$name"; done
-for name in "${PREFIX_SERVERS[@]}"; do echo_cases "$name" --prefix "Echo: "; done
+for conns in 1 50 500; do
+  for size in 64 4096; do
+    echo_case "$conns" "$size" "" "${RAW_SERVERS[@]}"
+    echo_case "$conns" "$size" "--prefix=Echo:" "${PREFIX_SERVERS[@]}"
+  done
+done
 for name in "${RAW_SERVERS[@]}"; do
   start_server "$name"
   record "$name" idle "127.0.0.1:$PORT" --conns "$IDLE_CONNS" --hold "$IDLE_HOLD"
@@ -101,6 +112,6 @@ for name in "${RAW_SERVERS[@]}"; do
 done
 
 python3 bench/report.py "$RESULTS" \
-  --command "bench/run.sh (BENCH_DURATION=$DURATION BENCH_WARMUP=$WARMUP BENCH_IDLE_CONNS=$IDLE_CONNS)" \
+  --command "BENCH_ROUNDS=$ROUNDS BENCH_DURATION=$DURATION BENCH_WARMUP=$WARMUP BENCH_IDLE_CONNS=$IDLE_CONNS bench/run.sh" \
   > BENCHMARKS.md
 echo "bench: wrote BENCHMARKS.md" >&2

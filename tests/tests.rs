@@ -4,6 +4,8 @@
 mod util;
 
 mod bench;
+mod chat_json;
+mod chat_line;
 mod cli_errors;
 mod connect;
 mod echo_tcp;

@@ -294,3 +294,87 @@ pub fn closed_port() -> u16 {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     listener.local_addr().expect("addr").port()
 }
+
+/// A line-protocol chat client, as `nc` would be: it writes lines and reads
+/// the server's lines one at a time (each read bounded by a timeout).
+pub struct LineClient {
+    reader: BufReader<TcpStream>,
+    writer: TcpStream,
+    /// The nick the server gave (or the client took).
+    pub nick: String,
+}
+
+impl LineClient {
+    /// Connects, reads the welcome and the join of `#lobby`, and returns the client.
+    pub fn greeted(server: &Server) -> Self {
+        let stream = server.connect();
+        let writer = stream.try_clone().expect("clone stream");
+        let mut client = Self {
+            reader: BufReader::new(stream),
+            writer,
+            nick: String::new(),
+        };
+        let welcome = client.line();
+        let nick = welcome
+            .strip_prefix("* welcome ")
+            .and_then(|rest| rest.split_once(" (fd "))
+            .map(|(nick, rest)| {
+                let (fd, tail) = rest.split_once(')').expect("fd closes");
+                assert!(fd.parse::<u32>().is_ok(), "fd is a number in {welcome:?}");
+                assert_eq!(tail, " - type /help", "{welcome:?}");
+                nick.to_string()
+            })
+            .unwrap_or_else(|| panic!("not a welcome line: {welcome:?}"));
+        client.expect(&format!("* {nick} joined #lobby"));
+        client.nick = nick;
+        client
+    }
+
+    /// Greets and takes `nick`.
+    pub fn named(server: &Server, nick: &str) -> Self {
+        let mut client = Self::greeted(server);
+        client.send(&format!("/nick {nick}"));
+        client.expect(&format!("* you are now known as {nick}"));
+        client.nick = nick.to_string();
+        client
+    }
+
+    /// Sends one line.
+    pub fn send(&mut self, line: &str) {
+        self.send_bytes(format!("{line}\n").as_bytes());
+    }
+
+    /// Sends raw bytes.
+    pub fn send_bytes(&mut self, bytes: &[u8]) {
+        self.writer.write_all(bytes).expect("send to server");
+    }
+
+    /// The next line from the server, without its newline.
+    pub fn line(&mut self) -> String {
+        let mut line = String::new();
+        let read = self
+            .reader
+            .read_line(&mut line)
+            .expect("a line from the server");
+        assert!(read > 0, "server closed the connection");
+        line.truncate(line.trim_end_matches('\n').len());
+        line
+    }
+
+    /// Asserts the next line is `expected`.
+    pub fn expect(&mut self, expected: &str) {
+        assert_eq!(self.line(), expected, "{}'s next line", self.nick);
+    }
+
+    /// Reads until the server closes; returns the lines that came before.
+    pub fn until_closed(&mut self) -> Vec<String> {
+        let mut rest = String::new();
+        self.reader.read_to_string(&mut rest).expect("read to end");
+        rest.lines().map(String::from).collect()
+    }
+
+    /// The underlying socket, for socket options.
+    pub fn socket(&self) -> &TcpStream {
+        &self.writer
+    }
+}

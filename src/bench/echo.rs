@@ -16,17 +16,17 @@ use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
 use hdrhistogram::Histogram;
 use indicatif::ProgressBar;
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
-use crate::bench::dialer::{Dialer, raise_fd_limit};
+use crate::bench::dialer::Dialer;
 use crate::bench::procfs::ProcessSample;
 use crate::bench::report::{EchoReport, Latency, ServerCost};
 use crate::bench::{latency_histogram, progress};
 use crate::error::{Error, Result, describe_io};
 use crate::net::addr::HostPort;
-use crate::net::read::read_drained;
+use crate::net::fd_limit::raise_fd_limit;
 
 /// Bytes read per call; replies to a whole pipeline usually fit.
 const READ_BUFFER: usize = 64 * 1024;
@@ -168,18 +168,13 @@ async fn exchange(
     stream.write_all(requests).await?;
     in_flight.extend(iter::repeat_n(Instant::now(), plan.pipeline));
     loop {
-        stream.readable().await?;
-        let read = match read_drained(stream, &mut buf) {
-            Ok(0) => {
-                return Err(io::Error::new(
-                    ErrorKind::UnexpectedEof,
-                    "server closed the connection",
-                ));
-            }
-            Ok(read) => read,
-            Err(err) if err.kind() == ErrorKind::WouldBlock => continue,
-            Err(err) => return Err(err),
-        };
+        let read = stream.read(&mut buf).await?;
+        if read == 0 {
+            return Err(io::Error::new(
+                ErrorKind::UnexpectedEof,
+                "server closed the connection",
+            ));
+        }
         if let Some(prefix) = prefix_unchecked.take() {
             check_prefix(prefix, &buf[..read])?;
         }

@@ -16,11 +16,12 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
-use crate::bench::dialer::{Dialer, raise_fd_limit};
+use crate::bench::dialer::Dialer;
 use crate::bench::procfs::{ProcessSample, listen_overflows};
 use crate::bench::report::{IdleReport, ServerCost};
 use crate::error::{Error, Result, describe_io};
 use crate::net::addr::HostPort;
+use crate::net::fd_limit::raise_fd_limit;
 
 /// How long one check may wait for its echo.
 const CHECK_TIMEOUT: Duration = Duration::from_secs(10);

@@ -18,6 +18,8 @@ pub struct Cli {
 /// The subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Run the chat hub: nc users (and soon browsers and curl) in the same rooms.
+    Serve(ServeArgs),
     /// Run an echo server over TCP (default), UDP or WebSocket.
     Echo(EchoArgs),
     /// Send one message and print the first reply, like the Node tutorial's client.
@@ -42,6 +44,46 @@ pub struct ListenArgs {
     /// HOST:PORT to listen on, instead of --host and --port.
     #[arg(long, value_name = "HOST:PORT")]
     pub listen: Option<String>,
+}
+
+/// `switchboard serve`.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Where to listen (default port 8080).
+    #[command(flatten)]
+    pub listen: ListenArgs,
+
+    /// The most connections served at once.
+    #[arg(long, default_value_t = 10_000)]
+    pub max_connections: usize,
+
+    /// The longest line a line client may send, in bytes.
+    #[arg(long, default_value_t = 8192, value_name = "BYTES")]
+    pub max_line: usize,
+
+    /// Messages a connection may send per second on average.
+    #[arg(long, default_value_t = 20.0)]
+    pub rate: f64,
+
+    /// Messages a connection may send in a burst.
+    #[arg(long, default_value_t = 50)]
+    pub burst: u32,
+
+    /// Close a connection after this many seconds without traffic.
+    #[arg(long, default_value_t = 300, value_name = "SECONDS")]
+    pub idle_timeout: u64,
+
+    /// Events queued per connection before it is disconnected as too slow.
+    #[arg(long, default_value_t = 1024)]
+    pub queue: usize,
+
+    /// Rooms larger than this get no join/part notices.
+    #[arg(long, default_value_t = 100)]
+    pub presence_limit: usize,
+
+    /// Messages of history kept per room (history is in memory for now).
+    #[arg(long, default_value_t = 10_000)]
+    pub history_per_room: usize,
 }
 
 /// `switchboard echo`.

@@ -8,18 +8,26 @@ mod bench;
 
 use std::io::Write;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
 use tokio::io::AsyncReadExt;
 use tokio_util::sync::CancellationToken;
 
-use args::{Cli, Command, ConnectArgs, EchoArgs, ListenArgs, SendArgs};
+use args::{Cli, Command, ConnectArgs, EchoArgs, ListenArgs, SendArgs, ServeArgs};
 use switchboard::client::{connect, send};
 use switchboard::echo::{self, EchoOptions, ReplyStyle};
+use switchboard::hub::names::RoomName;
+use switchboard::hub::session::Limits;
+use switchboard::hub::{Hub, HubConfig};
 use switchboard::net::addr::HostPort;
+use switchboard::net::fd_limit::raise_fd_limit;
 use switchboard::net::listener;
 use switchboard::net::shutdown::run_until_signalled;
+use switchboard::server::{self, ServeOptions};
+use switchboard::storage::memory::MemoryHistory;
+use switchboard::transport::line::LineConfig;
 
 /// Runs the command `cli` names.
 ///
@@ -27,11 +35,59 @@ use switchboard::net::shutdown::run_until_signalled;
 /// Whatever stopped the command, worded for the user.
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
+        Command::Serve(args) => run_serve(args).await,
         Command::Echo(args) => run_echo(args).await,
         Command::Send(args) => run_send(args).await,
         Command::Connect(args) => run_connect(args).await,
         Command::Bench(args) => bench::run(args).await,
     }
+}
+
+/// `switchboard serve`.
+async fn run_serve(args: ServeArgs) -> anyhow::Result<()> {
+    if args.rate.is_nan()
+        || args.rate <= 0.0
+        || args.burst == 0
+        || args.queue == 0
+        || args.max_connections == 0
+    {
+        bail!("--rate, --burst, --queue and --max-connections must be positive");
+    }
+    if args.max_line < 64 {
+        bail!("--max-line must be at least 64 bytes");
+    }
+    let spec = listen_spec(&args.listen, server::DEFAULT_PORT)?;
+    let history = Arc::new(MemoryHistory::new(args.history_per_room));
+    let hub = Hub::new(
+        history,
+        HubConfig {
+            presence_limit: args.presence_limit,
+            queue: args.queue,
+        },
+    );
+    let options = ServeOptions {
+        line: LineConfig {
+            max_line: args.max_line,
+            idle_timeout: Duration::from_secs(args.idle_timeout.max(1)),
+            limits: Limits {
+                rate: args.rate,
+                burst: args.burst,
+                max_text: args.max_line,
+            },
+            default_room: RoomName::parse("lobby").expect("a valid room name"),
+        },
+        max_connections: args.max_connections,
+    };
+    raise_fd_limit();
+    let listener = listener::bind_tcp(&spec).await?;
+    announce(listener.local_addr()?);
+    let shutdown = CancellationToken::new();
+    run_until_signalled(
+        server::run(listener, hub, options, shutdown.clone()),
+        shutdown,
+    )
+    .await;
+    Ok(())
 }
 
 /// `switchboard echo`.

@@ -8,20 +8,25 @@
 //! at most one reply for it. (Hand-written over `AsyncReadExt::read` into a
 //! per-connection buffer because that buffer would be held by every idle
 //! connection: 10,000 idle peers would cost 10,000 buffers.)
+//!
+//! An idle connection's whole cost is its task, so the future is kept small:
+//! options and token are owned (no wrapper future), and readiness waits go
+//! through `poll_read` (its waker lives in tokio's registration, not here).
 
 use std::cell::RefCell;
-use std::future::poll_fn;
+use std::future::{Future, poll_fn};
 use std::io::{self, ErrorKind};
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll, ready};
 
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 
 use crate::echo::EchoOptions;
 use crate::echo::reply::Echoer;
 use crate::error::Result;
-use crate::net::read::read_drained;
 
 /// How many bytes one read takes at most.
 const READ_CHUNK: usize = 64 * 1024;
@@ -61,21 +66,26 @@ pub async fn serve_connection(
     shutdown: CancellationToken,
 ) -> Result<()> {
     let mut echoer = Echoer::new(&options.style);
+    // One waiter on the shared token for the connection's whole life: a fresh
+    // `cancelled()` per message would lock the token's waiter list twice each time.
+    let cancelled = shutdown.cancelled();
+    tokio::pin!(cancelled);
     loop {
-        // poll_read_ready parks the waker in tokio's registration, which the
-        // connection already pays for; `readable()` would add its own waiter
-        // node to every idle connection's future.
-        tokio::select! {
-            _ = shutdown.cancelled() => break,
-            ready = poll_fn(|cx| stream.poll_read_ready(cx)) => ready?,
-        }
-        let Some(step) = read_and_reply(&stream, &mut echoer)? else {
-            continue;
+        // Cancellation is only looked at when there is nothing to read, so a
+        // busy connection pays for one poll per message and no more.
+        let step = poll_fn(|cx| match read_and_reply(&mut stream, &mut echoer, cx) {
+            Poll::Ready(step) => Poll::Ready(Some(step)),
+            Poll::Pending => cancelled.as_mut().poll(cx).map(|()| None),
+        })
+        .await;
+        let Some(step) = step.transpose()? else {
+            break;
         };
         if !step.unsent.is_empty() {
             tokio::select! {
-                _ = shutdown.cancelled() => break,
+                biased;
                 written = stream.write_all(&step.unsent) => written?,
+                () = &mut cancelled => break,
             }
         }
         if step.peer_closed || (options.close_after_reply && step.replies > 0) {
@@ -88,20 +98,25 @@ pub async fn serve_connection(
     }
 }
 
-/// Reads what is available, forms the replies and writes what the socket takes
-/// now; `None` when the socket was not readable after all.
-fn read_and_reply(stream: &TcpStream, echoer: &mut Echoer<'_>) -> io::Result<Option<Step>> {
+/// Reads what is available (tokio's `poll_read` marks the socket drained after
+/// a short read, saving a read that would only say "empty"), forms the replies
+/// and writes what the socket takes now. Pending when there is nothing to read.
+fn read_and_reply(
+    stream: &mut TcpStream,
+    echoer: &mut Echoer<'_>,
+    cx: &mut Context<'_>,
+) -> Poll<io::Result<Step>> {
     SCRATCH.with_borrow_mut(|scratch| {
         let Scratch { input, output } = scratch;
+        let mut filled = ReadBuf::new(input);
+        ready!(Pin::new(&mut *stream).poll_read(cx, &mut filled))?;
         output.clear();
-        let (replies, peer_closed) = match read_drained(stream, input) {
-            Ok(0) => (echoer.finish(output), true),
-            Ok(read) => (echoer.feed(&input[..read], output), false),
-            Err(err) if err.kind() == ErrorKind::WouldBlock => return Ok(None),
-            Err(err) => return Err(err),
+        let (replies, peer_closed) = match filled.filled() {
+            [] => (echoer.finish(output), true),
+            read => (echoer.feed(read, output), false),
         };
-        let sent = write_now(stream, output)?;
-        Ok(Some(Step {
+        let sent = write_now(stream, output, cx)?;
+        Poll::Ready(Ok(Step {
             unsent: output[sent..].to_vec(),
             replies,
             peer_closed,
@@ -110,13 +125,14 @@ fn read_and_reply(stream: &TcpStream, echoer: &mut Echoer<'_>) -> io::Result<Opt
 }
 
 /// Writes as much of `bytes` as the socket takes without waiting.
-fn write_now(stream: &TcpStream, bytes: &[u8]) -> io::Result<usize> {
+fn write_now(stream: &mut TcpStream, bytes: &[u8], cx: &mut Context<'_>) -> io::Result<usize> {
     let mut sent = 0;
     while sent < bytes.len() {
-        match stream.try_write(&bytes[sent..]) {
-            Ok(written) => sent += written,
-            Err(err) if err.kind() == ErrorKind::WouldBlock => break,
-            Err(err) => return Err(err),
+        match Pin::new(&mut *stream).poll_write(cx, &bytes[sent..]) {
+            Poll::Ready(Ok(0)) => return Err(ErrorKind::WriteZero.into()),
+            Poll::Ready(Ok(written)) => sent += written,
+            Poll::Ready(Err(err)) => return Err(err),
+            Poll::Pending => break,
         }
     }
     Ok(sent)

@@ -4,7 +4,7 @@
 pub mod accept;
 pub mod addr;
 pub mod dial;
+pub mod fd_limit;
 pub mod listener;
-pub mod read;
 pub mod shutdown;
 pub mod websocket;

@@ -1,0 +1,326 @@
+//! A raw TCP client of the chat hub: the line protocol (SPEC 5.1), or the
+//! JSON protocol after `/json`, one object a line.
+//!
+//! One task per connection reads lines, has the session carry them out and
+//! writes the replies, and drains the hub's queue for the connection, a batch
+//! per wake-up (one write for many events when the room is busy). Every write
+//! races the connection's `kicked` token, so a peer that stops reading cannot
+//! hold the task: the hub kicks it when its queue fills. The read buffer is
+//! released whenever it is empty, so an idle connection holds none.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use bytes::BytesMut;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::error::Result;
+use crate::hub::event::{ErrorCode, Event, Format, Outgoing};
+use crate::hub::names::RoomName;
+use crate::hub::session::{Command, Limits, Request, Session};
+use crate::hub::{ConnectionInfo, Hub, Mailbox, Transport};
+use crate::net::accept::Peer;
+use crate::protocol::{self, json, line};
+use crate::transport::framing::{Frame, LineFramer};
+
+/// How much one read asks for.
+const READ_CHUNK: usize = 4096;
+
+/// The most events written in one batch.
+const MAX_BATCH: usize = 256;
+
+/// How long a goodbye may take before the connection is just closed.
+const GOODBYE_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// How line connections behave.
+#[derive(Clone, Debug)]
+pub struct LineConfig {
+    /// The longest line accepted, in bytes.
+    pub max_line: usize,
+    /// Close a connection after this long without traffic either way.
+    pub idle_timeout: Duration,
+    /// Rate and size limits.
+    pub limits: Limits,
+    /// The room every connection joins first.
+    pub default_room: RoomName,
+}
+
+/// Whether to keep the connection open after a line.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Flow {
+    Continue,
+    Close,
+}
+
+/// What woke the connection up.
+enum Wake {
+    Kicked,
+    Read(std::io::Result<usize>),
+    Event(Option<Arc<Outgoing>>),
+    Idle,
+}
+
+/// Serves one line client until it quits, goes idle, is kicked or the server stops.
+///
+/// # Errors
+/// The socket error that ended the connection.
+pub async fn serve(
+    stream: TcpStream,
+    peer: Peer,
+    hub: Hub,
+    config: Arc<LineConfig>,
+    shutdown: CancellationToken,
+) -> Result<()> {
+    let info = ConnectionInfo {
+        fd: peer.fd,
+        peer: peer.addr,
+        transport: Transport::Tcp,
+        since: SystemTime::now(),
+    };
+    let mailbox = hub.register(info, &shutdown);
+    let id = mailbox.id;
+    let session = Session::new(hub.clone(), &mailbox, peer.fd, config.limits);
+    let connection = LineConnection {
+        stream,
+        input: BytesMut::new(),
+        framer: LineFramer::new(config.max_line),
+        format: Format::Line,
+        session,
+        mailbox,
+        config,
+    };
+    let outcome = connection.run(&shutdown).await;
+    hub.unregister(id);
+    outcome
+}
+
+/// One line client's state.
+struct LineConnection {
+    stream: TcpStream,
+    input: BytesMut,
+    framer: LineFramer,
+    format: Format,
+    session: Session,
+    mailbox: Mailbox,
+    config: Arc<LineConfig>,
+}
+
+impl LineConnection {
+    /// The connection's life: greet, then serve lines and events.
+    async fn run(mut self, shutdown: &CancellationToken) -> Result<()> {
+        let mut greeting = vec![Outgoing::new(self.session.welcome())];
+        greeting.extend(self.session.handle(Request {
+            command: Command::Join {
+                room: self.config.default_room.as_str().to_string(),
+                since: None,
+            },
+            reference: None,
+        }));
+        self.send(greeting).await?;
+        let idle = tokio::time::sleep(self.config.idle_timeout);
+        tokio::pin!(idle);
+        loop {
+            let wake = tokio::select! {
+                biased;
+                () = self.mailbox.kicked.cancelled() => Wake::Kicked,
+                read = read_more(&mut self.stream, &mut self.input) => Wake::Read(read),
+                event = self.mailbox.events.recv() => Wake::Event(event),
+                () = &mut idle => Wake::Idle,
+            };
+            let flow = match wake {
+                Wake::Kicked => return self.goodbye(shutdown).await,
+                Wake::Idle => {
+                    let seconds = self.config.idle_timeout.as_secs();
+                    let notice = Event::Notice(format!("closing: idle for {seconds} s"));
+                    return self.say_last(notice).await;
+                }
+                Wake::Event(None) => return Ok(()),
+                Wake::Event(Some(first)) => {
+                    self.send(vec![first]).await?;
+                    Flow::Continue
+                }
+                Wake::Read(read) => self.on_read(read?).await?,
+            };
+            if flow == Flow::Close {
+                return Ok(());
+            }
+            idle.as_mut()
+                .reset(Instant::now() + self.config.idle_timeout);
+        }
+    }
+
+    /// Handles every complete line that `read` bytes completed.
+    async fn on_read(&mut self, read: usize) -> Result<Flow> {
+        self.mailbox.traffic.received(read);
+        if read == 0 {
+            // Half-closed: answer a last unterminated line, then flush what is queued.
+            match self.framer.finish(&mut self.input) {
+                Some(last) => drop(self.on_frame(last).await?),
+                None => self.send(Vec::new()).await?,
+            }
+            return Ok(Flow::Close);
+        }
+        while let Some(frame) = self.framer.next(&mut self.input) {
+            if self.on_frame(frame).await? == Flow::Close {
+                return Ok(Flow::Close);
+            }
+        }
+        if self.input.is_empty() {
+            self.input = BytesMut::new();
+        }
+        Ok(Flow::Continue)
+    }
+
+    /// Handles one line (or an over-long one).
+    async fn on_frame(&mut self, frame: Frame) -> Result<Flow> {
+        let text = match frame {
+            Frame::TooLong => Err(Event::error(
+                ErrorCode::TooLong,
+                format!(
+                    "line too long (limit {} bytes): dropped",
+                    self.config.max_line
+                ),
+                None,
+            )),
+            Frame::Line(bytes) => String::from_utf8(bytes.to_vec()).map_err(|_| {
+                Event::error(ErrorCode::NotUtf8, "line is not valid UTF-8: dropped", None)
+            }),
+        };
+        let (replies, flow) = match text {
+            Ok(text) => self.on_text(&text),
+            Err(error) => (self.admitted(error), Flow::Continue),
+        };
+        self.send(replies).await?;
+        Ok(flow)
+    }
+
+    /// Carries out one line of text in the connection's current format.
+    fn on_text(&mut self, text: &str) -> (Vec<Arc<Outgoing>>, Flow) {
+        if self.format == Format::Json {
+            if text.trim().is_empty() {
+                return (Vec::new(), Flow::Continue);
+            }
+            return match json::parse(text) {
+                Ok(request) => (self.admit_and_handle(request), Flow::Continue),
+                Err(error) => (self.admitted(error), Flow::Continue),
+            };
+        }
+        match line::parse(text) {
+            Ok(line::LineInput::Request(request)) => {
+                (self.admit_and_handle(request), Flow::Continue)
+            }
+            Ok(line::LineInput::Nothing) => (Vec::new(), Flow::Continue),
+            Ok(line::LineInput::Help) => {
+                let help = line::HELP
+                    .iter()
+                    .map(|l| Outgoing::new(Event::Notice((*l).to_string())));
+                (help.collect(), Flow::Continue)
+            }
+            Ok(line::LineInput::SwitchToJson) => {
+                self.format = Format::Json;
+                (vec![Outgoing::new(self.session.welcome())], Flow::Continue)
+            }
+            Ok(line::LineInput::Quit) => (
+                vec![Outgoing::new(Event::Notice("bye".into()))],
+                Flow::Close,
+            ),
+            Err(error) => (self.admitted(error), Flow::Continue),
+        }
+    }
+
+    /// Runs `request` if the rate limit allows it.
+    fn admit_and_handle(&mut self, request: Request) -> Vec<Arc<Outgoing>> {
+        match self.session.admit(&request.reference) {
+            Some(limited) => vec![Outgoing::new(limited)],
+            None => self.session.handle(request),
+        }
+    }
+
+    /// An error reply that counts against the rate limit like any input.
+    fn admitted(&mut self, error: Event) -> Vec<Arc<Outgoing>> {
+        let reference = match &error {
+            Event::Error { reference, .. } => reference.clone(),
+            _ => None,
+        };
+        vec![Outgoing::new(
+            self.session.admit(&reference).unwrap_or(error),
+        )]
+    }
+
+    /// Writes `events` followed by whatever is queued already (so a line's
+    /// replies and the events it caused arrive in order), in one write, giving
+    /// up if the connection is kicked meanwhile.
+    async fn send(&mut self, mut events: Vec<Arc<Outgoing>>) -> Result<()> {
+        while events.len() < MAX_BATCH {
+            match self.mailbox.events.try_recv() {
+                Ok(next) => events.push(next),
+                Err(_) => break,
+            }
+        }
+        let bytes = self.encode(&events);
+        if bytes.is_empty() {
+            return Ok(());
+        }
+        tokio::select! {
+            biased;
+            () = self.mailbox.kicked.cancelled() => Ok(()),
+            written = self.stream.write_all(&bytes) => {
+                written?;
+                self.mailbox.traffic.sent(bytes.len());
+                Ok(())
+            }
+        }
+    }
+
+    /// The wire bytes of `events` in the current format.
+    fn encode(&self, events: &[Arc<Outgoing>]) -> Vec<u8> {
+        let mut bytes = Vec::new();
+        for event in events {
+            let encoded = protocol::encoded(event, self.format);
+            if encoded.is_empty() {
+                continue;
+            }
+            bytes.extend_from_slice(&encoded);
+            if self.format == Format::Json {
+                bytes.push(b'\n');
+            }
+        }
+        bytes
+    }
+
+    /// Leaves the hub at once (the room hears of it now, not after the goodbye),
+    /// then tells the client why it is being closed: the server is stopping, or
+    /// it could not keep up with its queue.
+    async fn goodbye(mut self, shutdown: &CancellationToken) -> Result<()> {
+        self.session.disconnect();
+        let reason = if shutdown.is_cancelled() {
+            "server shutting down".to_string()
+        } else {
+            format!(
+                "disconnected: too slow to keep up ({} events queued)",
+                self.mailbox.events.len()
+            )
+        };
+        self.say_last(Event::Notice(reason)).await
+    }
+
+    /// Writes a last event (bounded in time: the peer may not be reading) and closes.
+    async fn say_last(&mut self, event: Event) -> Result<()> {
+        let bytes = self.encode(&[Outgoing::new(event)]);
+        let farewell = async {
+            self.stream.write_all(&bytes).await?;
+            self.stream.shutdown().await
+        };
+        let _ = tokio::time::timeout(GOODBYE_TIMEOUT, farewell).await;
+        Ok(())
+    }
+}
+
+/// Reads more input into `input`; 0 at end of stream. Cancel-safe.
+async fn read_more(stream: &mut TcpStream, input: &mut BytesMut) -> std::io::Result<usize> {
+    input.reserve(READ_CHUNK);
+    stream.read_buf(input).await
+}

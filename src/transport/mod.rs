@@ -1,0 +1,6 @@
+//! The edges of the chat hub: turning bytes from a kind of client into hub
+//! requests, and hub events into bytes. [`line`] serves raw TCP clients;
+//! [`framing`] splits their input into lines.
+
+pub mod framing;
+pub mod line;

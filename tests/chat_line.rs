@@ -1,0 +1,248 @@
+//! `switchboard serve` with line clients: the conversation of SPEC 5.1 to the
+//! letter, every kind of bad input, and the protections of 5.5.
+
+use std::io::{Read, Write};
+use std::time::Duration;
+
+use crate::util::{LineClient, Server};
+
+#[test]
+fn a_conversation_between_three_nc_clients() {
+    let server = Server::start(&["serve"]);
+    let mut alice = LineClient::greeted(&server);
+    let alice_guest = alice.nick.clone();
+    alice.send("/nick alice");
+    alice.expect("* you are now known as alice");
+
+    let mut bob = LineClient::greeted(&server);
+    let bob_guest = bob.nick.clone();
+    alice.expect(&format!("* {bob_guest} joined #lobby"));
+    bob.send("/nick bob");
+    bob.expect("* you are now known as bob");
+    alice.expect(&format!("* {bob_guest} is now known as bob"));
+
+    let mut carol = LineClient::greeted(&server);
+    let carol_guest = carol.nick.clone();
+    alice.expect(&format!("* {carol_guest} joined #lobby"));
+    bob.expect(&format!("* {carol_guest} joined #lobby"));
+    carol.send("/nick carol");
+    carol.expect("* you are now known as carol");
+    alice.expect(&format!("* {carol_guest} is now known as carol"));
+    bob.expect(&format!("* {carol_guest} is now known as carol"));
+    assert_ne!(alice_guest, bob_guest);
+
+    alice.send("Hi");
+    for client in [&mut alice, &mut bob, &mut carol] {
+        client.expect("[#lobby] alice: Hi");
+    }
+
+    bob.send("/msg alice psst");
+    bob.expect("* dm to alice: psst");
+    alice.expect("[dm] bob: psst");
+
+    carol.send("/who");
+    carol.expect("* #lobby (3): alice, bob, carol");
+    carol.send("/join #rust");
+    carol.expect("* carol joined #rust");
+    carol.send("anyone here?");
+    carol.expect("[#rust] carol: anyone here?");
+    alice.send("/rooms");
+    alice.expect("* rooms: #lobby (3), #rust (1)");
+    carol.send("/part");
+    carol.expect("* carol left #rust");
+
+    bob.send("/quit");
+    bob.expect("* bye");
+    assert!(bob.until_closed().is_empty());
+    alice.expect("* bob left #lobby");
+    carol.expect("* bob left #lobby");
+    alice.send("/who #lobby");
+    alice.expect("* #lobby (2): alice, carol");
+    alice.send("/history 2");
+    alice.expect("* history of #lobby: 1 messages");
+    alice.expect("[#lobby] alice: Hi");
+}
+
+#[test]
+fn help_lists_the_commands() {
+    let server = Server::start(&["serve"]);
+    let mut client = LineClient::greeted(&server);
+    client.send("/help");
+    client.expect("* commands:");
+    let lines: Vec<String> = (0..10).map(|_| client.line()).collect();
+    for command in [
+        "/nick", "/join", "/part", "/rooms", "/who", "/msg", "/history", "/json", "/quit",
+    ] {
+        assert!(
+            lines.iter().any(|l| l.contains(command)),
+            "{command} missing from {lines:?}"
+        );
+    }
+}
+
+#[test]
+fn every_kind_of_bad_input_gets_an_error_and_the_connection_keeps_working() {
+    let server = Server::start(&["serve"]);
+    let mut bob = LineClient::named(&server, "bob");
+    let mut client = LineClient::greeted(&server);
+    bob.expect(&format!("* {} joined #lobby", client.nick));
+
+    let mut too_long = vec![b'x'; 9000];
+    too_long.push(b'\n');
+    client.send_bytes(&too_long);
+    client.expect("! line too long (limit 8192 bytes): dropped");
+    client.send_bytes(b"\xff\xfe broken\n");
+    client.expect("! line is not valid UTF-8: dropped");
+    for (line, error) in [
+        ("/frobnicate", "! unknown command /frobnicate - type /help"),
+        ("/nick", "! usage: /nick NAME"),
+        (
+            "/nick not valid",
+            "! a nick is 1 to 32 letters, digits, '_' or '-'",
+        ),
+        ("/nick BOB", "! nick BOB is taken"),
+        (
+            "/join #no!",
+            "! a room name is 1 to 64 letters, digits, '_' or '-' (written #name)",
+        ),
+        ("/msg nobody hi", "! no such nick: nobody"),
+        ("/msg bob", "! usage: /msg NICK TEXT"),
+        ("/part #nowhere", "! you are not in #nowhere"),
+        (
+            "/history many",
+            "! usage: /history [N] with N a positive number",
+        ),
+    ] {
+        client.send(line);
+        client.expect(error);
+    }
+    client.send("still here");
+    client.expect(&format!("[#lobby] {}: still here", client.nick));
+    bob.expect(&format!("[#lobby] {}: still here", client.nick));
+}
+
+#[test]
+fn a_line_without_a_room_is_refused_until_one_is_joined() {
+    let server = Server::start(&["serve"]);
+    let mut client = LineClient::greeted(&server);
+    client.send("/part");
+    client.expect(&format!("* {} left #lobby", client.nick));
+    client.send("hello?");
+    client.expect("! you are not in a room: /join one");
+    client.send("/join lobby");
+    client.expect(&format!("* {} joined #lobby", client.nick));
+}
+
+#[test]
+fn the_rate_limit_answers_instead_of_staying_silent() {
+    let server = Server::start(&["serve", "--rate", "1", "--burst", "3"]);
+    let mut client = LineClient::greeted(&server);
+    let burst: String = (0..5).map(|i| format!("m{i}\n")).collect();
+    client.send_bytes(burst.as_bytes());
+    for i in 0..3 {
+        client.expect(&format!("[#lobby] {}: m{i}", client.nick));
+    }
+    for _ in 0..2 {
+        let line = client.line();
+        assert!(line.starts_with("! slow down: try again in "), "{line:?}");
+    }
+}
+
+#[test]
+fn a_client_that_speaks_first_is_served_without_waiting() {
+    let server = Server::start(&["serve"]);
+    let mut stream = server.connect();
+    stream.write_all(b"/nick early\nhello\n").unwrap();
+    stream.shutdown(std::net::Shutdown::Write).unwrap();
+    let mut all = String::new();
+    stream.read_to_string(&mut all).unwrap();
+    let lines: Vec<&str> = all.lines().collect();
+    assert!(lines[0].starts_with("* welcome guest-"), "{lines:?}");
+    assert_eq!(
+        &lines[2..],
+        ["* you are now known as early", "[#lobby] early: hello"]
+    );
+}
+
+#[test]
+fn an_idle_connection_is_told_and_closed() {
+    let server = Server::start(&["serve", "--idle-timeout", "1"]);
+    let mut client = LineClient::greeted(&server);
+    assert_eq!(client.until_closed(), ["* closing: idle for 1 s"]);
+}
+
+#[test]
+fn shutdown_tells_every_client_and_exits_zero() {
+    let server = Server::start(&["serve"]);
+    let mut clients: Vec<LineClient> = (0..3).map(|_| LineClient::greeted(&server)).collect();
+    for (i, client) in clients.iter_mut().enumerate() {
+        // Drain the join notices of those who came later.
+        for _ in i + 1..3 {
+            client.line();
+        }
+    }
+    let status = server.terminate();
+    assert!(status.success(), "{status}");
+    for client in &mut clients {
+        assert_eq!(client.until_closed(), ["* server shutting down"]);
+    }
+}
+
+#[test]
+fn a_full_server_refuses_with_a_reason() {
+    let server = Server::start(&["serve", "--max-connections", "1"]);
+    let _first = LineClient::greeted(&server);
+    let mut second = server.connect();
+    let mut refusal = String::new();
+    second.read_to_string(&mut refusal).unwrap();
+    assert_eq!(refusal, "! server full (1 connections): try later\n");
+}
+
+#[test]
+fn a_client_that_never_reads_is_dropped_and_the_room_goes_on() {
+    let server = Server::start(&[
+        "serve", "--queue", "8", "--rate", "100000", "--burst", "100000",
+    ]);
+    let stalled = LineClient::named(&server, "stalled");
+    stalled
+        .socket()
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    let mut talker = LineClient::named(&server, "talker");
+    let mut listener = LineClient::named(&server, "listener");
+    let newcomer = format!("* {} joined #lobby", "guest-3");
+    talker.expect(&newcomer);
+    talker.expect("* guest-3 is now known as listener");
+    let big = "z".repeat(8000);
+    let said = format!("[#lobby] talker: {big}");
+    let left = "* stalled left #lobby";
+    // Push until the stalled client's socket buffers and its queue are full and
+    // the hub lets go of it; everyone else keeps getting every message, and
+    // both hear that it left (at whatever point in their stream).
+    let (mut talker_heard, mut listener_heard) = (false, false);
+    for _ in 0..20_000 {
+        talker.send(&big);
+        for (client, heard) in [
+            (&mut talker, &mut talker_heard),
+            (&mut listener, &mut listener_heard),
+        ] {
+            let mut line = client.line();
+            if line == left {
+                *heard = true;
+                line = client.line();
+            }
+            assert_eq!(line, said);
+        }
+        if talker_heard && listener_heard {
+            break;
+        }
+    }
+    assert!(
+        talker_heard && listener_heard,
+        "the stalled client was never dropped"
+    );
+    talker.send("after");
+    talker.expect("[#lobby] talker: after");
+    listener.expect("[#lobby] talker: after");
+    drop(stalled);
+}
