@@ -58,9 +58,9 @@ def combine(runs):
 
 
 def load(path):
-    """Echo results keyed by (server, conns, size), combined over rounds, and
-    idle results keyed by server."""
-    runs, idle = {}, {}
+    """Echo results keyed by (server, conns, size), combined over rounds; chat
+    runs by server (all rounds); idle results keyed by server."""
+    runs, chat, idle = {}, {}, {}
     with open(path) as results:
         for line in results:
             record = json.loads(line)
@@ -68,9 +68,40 @@ def load(path):
             if result["mode"] == "echo":
                 key = (record["server"], result["connections"], result["size"])
                 runs.setdefault(key, []).append(result)
+            elif result["mode"] == "chat":
+                chat.setdefault(record["server"], []).append(result)
             else:
                 idle[record["server"]] = result
-    return {key: combine(group) for key, group in runs.items()}, idle
+    return {key: combine(group) for key, group in runs.items()}, chat, idle
+
+
+def chat_median(runs):
+    """The median chat run by p99 latency, with the median CPU per delivery."""
+    runs = sorted(runs, key=lambda r: r["latency"]["p99_us"])
+    result = dict(runs[len(runs) // 2])
+    costs = [c for c in (cpu_per_message(r) for r in runs) if c is not None]
+    if costs:
+        result["server"] = dict(result.get("server") or {}, cpu_us_per_message=median(costs))
+    result["runs"] = len(runs)
+    result["lost"] = sum(r["lost"] for r in runs)
+    result["out_of_order"] = sum(r["out_of_order"] for r in runs)
+    return result
+
+
+def chat_table(chat):
+    lines = [
+        "| server | runs | deliveries/s | p50 | p99 | max (median run) | p99 of each run | lost | out of order | server CPU/delivery |",
+        "|---|---:|---:|---:|---:|---:|---|---:|---:|---:|",
+    ]
+    for server, runs in chat.items():
+        r = chat_median(runs)
+        lat = r["latency"]
+        each = ", ".join(us(x["latency"]["p99_us"]) for x in runs)
+        lines.append(
+            f"| {server} | {r['runs']} | {r['deliveries_per_sec']:,.0f} | {us(lat['p50_us'])} | {us(lat['p99_us'])} | "
+            f"{us(lat['max_us'])} | {each} | {r['lost']} | {r['out_of_order']} | {fmt_cpu(cpu_per_message(r))} |"
+        )
+    return "\n".join(lines)
 
 
 def us(value):
@@ -127,8 +158,8 @@ def ratio_table(echo, subject, references, cases):
     return "\n".join(lines)
 
 
-def targets(echo, idle):
-    """Each target of issue 3, with the measured value and whether it was met."""
+def targets(echo, chat, idle):
+    """Each benchmark target of issues 3 and 4, with the measured value and whether it was met."""
     rows = []
 
     def check(name, value, ok):
@@ -171,6 +202,17 @@ def targets(echo, idle):
             f"{s['established']:,} established, listen overflows {s.get('listen_overflows')}",
             lost == 0 and not s.get("listen_overflows"),
         )
+    if "switchboard-chat" in chat:
+        s = chat_median(chat["switchboard-chat"])
+        label = f"chat {s['subscribers']:,} subscribers × {s['offered_per_sec']:.0f} msg/s"
+        check(f"{label}: nothing lost, nothing out of order", f"lost {s['lost']}, out of order {s['out_of_order']}",
+              s["lost"] == 0 and s["out_of_order"] == 0)
+        check(f"{label}: p99 delivery < 20 ms (median run)", us(s["latency"]["p99_us"]), s["latency"]["p99_us"] < 20_000)
+        if "node-chat" in chat:
+            n = chat_median(chat["node-chat"])
+            sc, nc = cpu_per_message(s), cpu_per_message(n)
+            if sc is not None and nc:
+                check(f"{label}: server CPU per delivery ≤ 1/3 of Node's", f"{sc:.2f} vs {nc:.2f} µs ({sc / nc:.2f}x)", sc <= nc / 3)
     return "\n".join(["| target | measured | |", "|---|---|---|", *rows])
 
 
@@ -194,7 +236,7 @@ def main():
     parser.add_argument("results")
     parser.add_argument("--command", default="bench/run.sh")
     args = parser.parse_args()
-    echo, idle = load(args.results)
+    echo, chat, idle = load(args.results)
     cases = [(c, s) for c in (1, 50, 500) for s in (64, 4096)]
     raw_servers = ["switchboard", *RAW_REFERENCES]
     print(f"""# Benchmarks
@@ -209,9 +251,9 @@ a difference under ~10 %. "server CPU/msg" is the server's user+system CPU time
 per reply over the measured window (from `/proc/PID/stat`); it does not depend
 on which side saturates first.
 
-## Targets (issue 3)
+## Targets (issues 3 and 4)
 
-{targets(echo, idle)}
+{targets(echo, chat, idle)}
 
 ## Raw echo (`switchboard echo --raw`)
 
@@ -229,6 +271,14 @@ switchboard (`switchboard echo`) relative to the Node tutorial server:
 
 {echo_table(echo, ["switchboard-prefix", "node-tutorial"], cases)}
 
+## Chat fan-out (`switchboard serve` against the Node `ws` reference hub)
+
+`switchboard bench chat`: subscribers and publishers in one room over the line
+protocol, publishers spread so none exceeds 15 messages/s; latency is from the
+publisher's scheduled send time (in the text) to the subscriber reading it.
+
+{chat_table(chat)}
+
 ## Idle connections
 
 {idle_table(idle)}
@@ -239,7 +289,8 @@ buffer per connection); `node-raw` and `node-tutorial` are
 `bench/servers/node_echo.mjs` (`socket.pipe(socket)`, and the tutorial's
 `Echo: ` handler without its per-message log); `c-epoll` is
 `bench/servers/epoll_echo.c` (single-threaded edge-triggered epoll, the
-machine's practical ceiling).
+machine's practical ceiling); `node-chat` is `bench/servers/node_chat.mjs`
+(`net` and the `ws` package, the same protocols as `switchboard serve`).
 """)
 
 

@@ -2,7 +2,7 @@
 # The benchmark suite: builds switchboard and the reference servers, runs every
 # server through the same cases in one run, and writes BENCHMARKS.md.
 #
-#   bench/run.sh                               # full run, about 10 minutes
+#   bench/run.sh                               # full run, about 12 minutes
 #   BENCH_ROUNDS=1 BENCH_DURATION=2 bench/run.sh # quicker, noisier
 #
 # Each server runs pinned to CPU 0 and the load client (`switchboard bench`,
@@ -28,6 +28,7 @@ mkdir -p "$OUT"
 echo "bench: building" >&2
 cargo build --release --quiet --bin switchboard --example tokio-echo
 cc -O2 -o "$OUT/epoll_echo" bench/servers/epoll_echo.c
+[ -d bench/node_modules/ws ] || npm install --prefix bench --no-audit --no-fund --silent
 SB=target/release/switchboard
 
 if [ "$(nproc)" -ge 2 ]; then
@@ -45,9 +46,14 @@ declare -A SERVERS=(
   [c-epoll]="$OUT/epoll_echo 0"
   [switchboard-prefix]="$SB echo --host 127.0.0.1 --port 0"
   [node-tutorial]="node bench/servers/node_echo.mjs tutorial 0"
+  [switchboard-chat]="$SB serve --host 127.0.0.1 --port 0"
+  [node-chat]="node bench/servers/node_chat.mjs 0"
 )
 RAW_SERVERS=(switchboard tokio-echo node-raw c-epoll)
 PREFIX_SERVERS=(switchboard-prefix node-tutorial)
+CHAT_SERVERS=(switchboard-chat node-chat)
+CHAT_SUBSCRIBERS=${BENCH_CHAT_SUBSCRIBERS:-1000}
+CHAT_RATE=${BENCH_CHAT_RATE:-200}
 
 SERVER_PID=""
 # start_server NAME: runs it on the server CPU, waits for `listening on`, sets PORT.
@@ -103,6 +109,14 @@ for conns in 1 50 500; do
   for size in 64 4096; do
     echo_case "$conns" "$size" "" "${RAW_SERVERS[@]}"
     echo_case "$conns" "$size" "--prefix=Echo:" "${PREFIX_SERVERS[@]}"
+  done
+done
+for _ in $(seq "$ROUNDS"); do
+  for name in "${CHAT_SERVERS[@]}"; do
+    start_server "$name"
+    record "$name" chat "127.0.0.1:$PORT" --subscribers "$CHAT_SUBSCRIBERS" --rate "$CHAT_RATE" \
+      --duration "$DURATION" --warmup "$WARMUP"
+    stop_server
   done
 done
 for name in "${RAW_SERVERS[@]}"; do

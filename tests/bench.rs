@@ -194,3 +194,81 @@ fn bad_bench_input_gets_one_error_line() {
         assert_one_line_error(&output, expected);
     }
 }
+
+#[test]
+fn chat_mode_counts_every_delivery_in_order() {
+    let server = Server::start(&["serve"]);
+    let pid = server.pid().to_string();
+    let report = bench_json(&[
+        "bench",
+        "chat",
+        &server.local(),
+        "--subscribers",
+        "20",
+        "--rate",
+        "40",
+        "--duration",
+        "1",
+        "--warmup",
+        "0.2",
+        "--pid",
+        &pid,
+    ]);
+    assert_eq!(report["subscribers"], 20, "{report}");
+    assert_eq!(
+        report["publishers"], 3,
+        "40 msg/s spread so none exceeds 15/s: {report}"
+    );
+    let messages = report["messages"].as_u64().unwrap();
+    assert!(messages > 0, "{report}");
+    assert_eq!(
+        report["deliveries"].as_u64().unwrap(),
+        messages * 20,
+        "{report}"
+    );
+    assert_eq!(
+        (report["lost"].clone(), report["out_of_order"].clone()),
+        (0.into(), 0.into()),
+        "{report}"
+    );
+    assert_eq!(report["errors"], 0, "{report}");
+    assert!(
+        report["server"]["cpu_us_per_message"].as_f64().is_some(),
+        "{report}"
+    );
+}
+
+#[test]
+fn chat_mode_refuses_bad_input() {
+    for (args, expected) in [
+        (
+            vec!["bench", "chat", "127.0.0.1:9", "--subscribers", "0"],
+            "must be at least 1",
+        ),
+        (
+            vec!["bench", "chat", "127.0.0.1:9", "--rate", "0"],
+            "--rate must be a positive",
+        ),
+        (
+            vec!["bench", "chat", "127.0.0.1:9", "--room", "no room"],
+            "invalid --room 'no room'",
+        ),
+    ] {
+        let output = run_switchboard(&args, b"");
+        assert_one_line_error(&output, expected);
+    }
+    let addr = format!("127.0.0.1:{}", closed_port());
+    let output = run_switchboard(
+        &[
+            "bench",
+            "chat",
+            &addr,
+            "--subscribers",
+            "2",
+            "--duration",
+            "0.2",
+        ],
+        b"",
+    );
+    assert_one_line_error(&output, &format!("could not connect to {addr}"));
+}

@@ -1,10 +1,12 @@
 //! `switchboard bench`: load generators that work against any server of the
 //! kind, so switchboard and its peers are measured side by side.
 //!
-//! [`echo`] drives request/reply load, [`idle`] holds many quiet connections;
+//! [`echo`] drives request/reply load, [`idle`] holds many quiet connections,
+//! [`chat`] measures fan-out through a chat hub;
 //! [`dialer`] opens connections fast, [`procfs`] reads the server's CPU and
 //! memory, [`report`] and [`plot`] present the results.
 
+pub mod chat;
 pub mod dialer;
 pub mod echo;
 pub mod idle;

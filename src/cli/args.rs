@@ -160,6 +160,8 @@ pub enum BenchMode {
     Echo(BenchEchoArgs),
     /// Open many connections, hold them idle, report the server's memory per connection.
     Idle(BenchIdleArgs),
+    /// Fan-out through a chat hub: subscribers in one room, publishers at a set rate.
+    Chat(BenchChatArgs),
 }
 
 /// Options every bench mode shares.
@@ -233,6 +235,42 @@ pub struct BenchIdleArgs {
     /// Seconds to hold them idle.
     #[arg(long, default_value_t = 10.0, value_name = "SECONDS")]
     pub hold: f64,
+
+    /// Options shared with the other modes.
+    #[command(flatten)]
+    pub common: BenchCommon,
+}
+
+/// `switchboard bench chat`.
+#[derive(Debug, Args)]
+pub struct BenchChatArgs {
+    /// The chat hub, as HOST:PORT (line protocol).
+    #[arg(value_name = "ADDR")]
+    pub addr: String,
+
+    /// Connections that listen in the room.
+    #[arg(long, default_value_t = 1000)]
+    pub subscribers: usize,
+
+    /// Connections that send [default: enough to stay at 15 messages/s each].
+    #[arg(long)]
+    pub publishers: Option<usize>,
+
+    /// Messages per second, all publishers together.
+    #[arg(long, default_value_t = 200.0)]
+    pub rate: f64,
+
+    /// Seconds to measure.
+    #[arg(long, default_value_t = 10.0, value_name = "SECONDS")]
+    pub duration: f64,
+
+    /// Seconds to run before measuring.
+    #[arg(long, default_value_t = 1.0, value_name = "SECONDS")]
+    pub warmup: f64,
+
+    /// The room to use, without `#`.
+    #[arg(long, default_value = "bench")]
+    pub room: String,
 
     /// Options shared with the other modes.
     #[command(flatten)]

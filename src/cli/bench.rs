@@ -2,9 +2,10 @@
 
 use anyhow::{Context, bail};
 
-use super::args::{BenchArgs, BenchCommon, BenchEchoArgs, BenchIdleArgs, BenchMode};
+use super::args::{BenchArgs, BenchChatArgs, BenchCommon, BenchEchoArgs, BenchIdleArgs, BenchMode};
 use super::{seconds, write_stdout};
-use switchboard::bench::{echo, idle, plot, progress};
+use switchboard::bench::{chat, echo, idle, plot, progress};
+use switchboard::hub::names::RoomName;
 use switchboard::net::addr::HostPort;
 
 /// Connections one source address should carry at most by default.
@@ -22,7 +23,45 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     match args.mode {
         BenchMode::Echo(args) => run_echo(args).await,
         BenchMode::Idle(args) => run_idle(args).await,
+        BenchMode::Chat(args) => run_chat(args).await,
     }
+}
+
+/// A publisher's share of the rate stays under this, below the server's
+/// default per-connection limit of 20 messages a second.
+const RATE_PER_PUBLISHER: f64 = 15.0;
+
+/// `bench chat`.
+async fn run_chat(args: BenchChatArgs) -> anyhow::Result<()> {
+    if args.subscribers == 0 || args.publishers == Some(0) {
+        bail!("--subscribers and --publishers must be at least 1");
+    }
+    if args.rate.is_nan() || args.rate <= 0.0 {
+        bail!("--rate must be a positive number of messages a second");
+    }
+    let publishers = args
+        .publishers
+        .unwrap_or_else(|| (args.rate / RATE_PER_PUBLISHER).ceil() as usize)
+        .max(1);
+    RoomName::parse(&args.room)
+        .map_err(|e| anyhow::anyhow!("invalid --room '{}': {e}", args.room))?;
+    let connections = args.subscribers + publishers;
+    let plan = chat::ChatPlan {
+        target: HostPort::parse_remote(&args.addr)?,
+        subscribers: args.subscribers,
+        publishers,
+        rate: args.rate,
+        duration: seconds("duration", args.duration, false)?,
+        warmup: seconds("warmup", args.warmup, true)?,
+        room: args.room.trim_start_matches('#').to_string(),
+        server_pid: checked_pid(&args.common)?,
+        sources: sources(&args.common, connections),
+    };
+    let bar = progress::spinner();
+    let report = chat::run(&plan, &bar).await;
+    bar.finish_and_clear();
+    let report = report?;
+    print(&args.common, &report, report.table())
 }
 
 /// `bench echo`.

@@ -5,17 +5,21 @@
 //! writes the replies, and drains the hub's queue for the connection, a batch
 //! per wake-up (one write for many events when the room is busy). Every write
 //! races the connection's `kicked` token, so a peer that stops reading cannot
-//! hold the task: the hub kicks it when its queue fills. The read buffer is
-//! released whenever it is empty, so an idle connection holds none.
+//! hold the task: the hub kicks it when its queue fills. Reads land in a
+//! per-thread scratch buffer and only a partial line is kept, so an idle
+//! connection holds no buffer.
 
+use std::cell::RefCell;
+use std::io::ErrorKind;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use bytes::BytesMut;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::time::Instant;
-use tokio_util::sync::CancellationToken;
+use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 
 use crate::error::Result;
 use crate::hub::event::{ErrorCode, Event, Format, Outgoing};
@@ -58,7 +62,7 @@ enum Flow {
 /// What woke the connection up.
 enum Wake {
     Kicked,
-    Read(std::io::Result<usize>),
+    Readable(std::io::Result<()>),
     Event(Option<Arc<Outgoing>>),
     Idle,
 }
@@ -84,6 +88,8 @@ pub async fn serve(
     let id = mailbox.id;
     let session = Session::new(hub.clone(), &mailbox, peer.fd, config.limits);
     let connection = LineConnection {
+        kicked: Box::pin(mailbox.kicked.clone().cancelled_owned()),
+        last_traffic: Instant::now(),
         stream,
         input: BytesMut::new(),
         framer: LineFramer::new(config.max_line),
@@ -99,6 +105,11 @@ pub async fn serve(
 
 /// One line client's state.
 struct LineConnection {
+    /// Resolves once the hub drops the connection or the server stops; one
+    /// waiter for the connection's life rather than one per event.
+    kicked: Pin<Box<WaitForCancellationFutureOwned>>,
+    /// When the last bytes went either way.
+    last_traffic: Instant,
     stream: TcpStream,
     input: BytesMut,
     framer: LineFramer,
@@ -125,14 +136,20 @@ impl LineConnection {
         loop {
             let wake = tokio::select! {
                 biased;
-                () = self.mailbox.kicked.cancelled() => Wake::Kicked,
-                read = read_more(&mut self.stream, &mut self.input) => Wake::Read(read),
+                () = self.kicked.as_mut() => Wake::Kicked,
+                ready = self.stream.readable() => Wake::Readable(ready),
                 event = self.mailbox.events.recv() => Wake::Event(event),
                 () = &mut idle => Wake::Idle,
             };
             let flow = match wake {
                 Wake::Kicked => return self.goodbye(shutdown).await,
                 Wake::Idle => {
+                    // The timer is not moved on every event; look at the clock now.
+                    let quiet_until = self.last_traffic + self.config.idle_timeout;
+                    if Instant::now() < quiet_until {
+                        idle.as_mut().reset(quiet_until);
+                        continue;
+                    }
                     let seconds = self.config.idle_timeout.as_secs();
                     let notice = Event::Notice(format!("closing: idle for {seconds} s"));
                     return self.say_last(notice).await;
@@ -142,13 +159,19 @@ impl LineConnection {
                     self.send(vec![first]).await?;
                     Flow::Continue
                 }
-                Wake::Read(read) => self.on_read(read?).await?,
+                Wake::Readable(ready) => {
+                    ready?;
+                    match read_available(&self.stream, &mut self.input) {
+                        Ok(read) => self.on_read(read).await?,
+                        Err(err) if err.kind() == ErrorKind::WouldBlock => Flow::Continue,
+                        Err(err) => return Err(err.into()),
+                    }
+                }
             };
             if flow == Flow::Close {
                 return Ok(());
             }
-            idle.as_mut()
-                .reset(Instant::now() + self.config.idle_timeout);
+            self.last_traffic = Instant::now();
         }
     }
 
@@ -169,6 +192,7 @@ impl LineConnection {
             }
         }
         if self.input.is_empty() {
+            // Let go of the allocation the lines were cut from.
             self.input = BytesMut::new();
         }
         Ok(Flow::Continue)
@@ -266,7 +290,7 @@ impl LineConnection {
         }
         tokio::select! {
             biased;
-            () = self.mailbox.kicked.cancelled() => Ok(()),
+            () = self.kicked.as_mut() => Ok(()),
             written = self.stream.write_all(&bytes) => {
                 written?;
                 self.mailbox.traffic.sent(bytes.len());
@@ -319,8 +343,18 @@ impl LineConnection {
     }
 }
 
-/// Reads more input into `input`; 0 at end of stream. Cancel-safe.
-async fn read_more(stream: &mut TcpStream, input: &mut BytesMut) -> std::io::Result<usize> {
-    input.reserve(READ_CHUNK);
-    stream.read_buf(input).await
+thread_local! {
+    /// Where reads land before complete lines are taken out: shared by the
+    /// connections of a worker thread, so an idle connection holds no buffer.
+    static SCRATCH: RefCell<Box<[u8]>> = RefCell::new(vec![0; READ_CHUNK].into_boxed_slice());
+}
+
+/// Reads what has arrived onto the end of `input` (which only holds a partial
+/// line between reads); 0 at end of stream, `WouldBlock` when nothing was there.
+fn read_available(stream: &TcpStream, input: &mut BytesMut) -> std::io::Result<usize> {
+    SCRATCH.with_borrow_mut(|scratch| {
+        let read = stream.try_read(scratch)?;
+        input.extend_from_slice(&scratch[..read]);
+        Ok(read)
+    })
 }

@@ -1,0 +1,490 @@
+//! `bench chat`: fan-out load against a chat hub speaking the line protocol
+//! (switchboard's, or the Node reference in `bench/servers`).
+//!
+//! N subscribers and P publishers join one room. Publishers send at a set total
+//! rate, spread so none exceeds the server's per-connection limit; each text is
+//! `p{publisher}:{seq}:{nanoseconds since start}`, so every subscriber can
+//! measure delivery latency, and count losses and order violations per
+//! publisher, from the text alone. Everything runs on one thread.
+
+use std::cell::{Cell, RefCell};
+use std::io;
+use std::time::Duration;
+
+use futures_util::stream::{self, FuturesUnordered};
+use futures_util::{FutureExt, StreamExt};
+use hdrhistogram::Histogram;
+use indicatif::ProgressBar;
+use serde::Serialize;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpStream;
+use tokio::time::Instant;
+
+use crate::bench::dialer::Dialer;
+use crate::bench::echo::Window;
+use crate::bench::procfs::ProcessSample;
+use crate::bench::report::{Latency, ServerCost};
+use crate::bench::{latency_histogram, progress};
+use crate::error::{Error, Result, describe_io};
+use crate::net::addr::HostPort;
+use crate::net::fd_limit::raise_fd_limit;
+
+/// How long a connection may take to be greeted and join the room.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How many handshakes run at once.
+const HANDSHAKES_IN_FLIGHT: usize = 256;
+
+/// How long after the window deliveries still count (they were sent inside it).
+const DRAIN: Duration = Duration::from_secs(2);
+
+/// What `bench chat` should do.
+#[derive(Clone, Debug)]
+pub struct ChatPlan {
+    /// The chat hub.
+    pub target: HostPort,
+    /// Connections that only listen.
+    pub subscribers: usize,
+    /// Connections that send.
+    pub publishers: usize,
+    /// Messages per second, all publishers together.
+    pub rate: f64,
+    /// How long to measure.
+    pub duration: Duration,
+    /// How long to run before measuring.
+    pub warmup: Duration,
+    /// The room, without `#`.
+    pub room: String,
+    /// The server's process, to measure its CPU per delivery.
+    pub server_pid: Option<u32>,
+    /// How many loopback source addresses to spread connections over.
+    pub sources: usize,
+}
+
+/// The result of `bench chat`.
+#[derive(Clone, Debug, Serialize)]
+pub struct ChatReport {
+    /// Always `"chat"`.
+    pub mode: &'static str,
+    /// The server benchmarked.
+    pub target: String,
+    /// Listening connections.
+    pub subscribers: usize,
+    /// Sending connections.
+    pub publishers: usize,
+    /// Messages per second offered.
+    pub offered_per_sec: f64,
+    /// Length of the measured window, seconds.
+    pub seconds: f64,
+    /// Messages published in the window.
+    pub messages: u64,
+    /// Deliveries of those messages to subscribers.
+    pub deliveries: u64,
+    /// Deliveries per second.
+    pub deliveries_per_sec: f64,
+    /// Publish-to-delivery latency.
+    pub latency: Latency,
+    /// Deliveries that never arrived.
+    pub lost: u64,
+    /// Deliveries that arrived after a later message of the same publisher.
+    pub out_of_order: u64,
+    /// Connections that failed to open, join or stay.
+    pub errors: u64,
+    /// The load client's own CPU use in the window, percent of one core.
+    pub client_cpu_percent: f64,
+    /// The server's cost (CPU per delivery), with `--pid`.
+    pub server: Option<ServerCost>,
+}
+
+impl ChatReport {
+    /// The human-readable table.
+    pub fn table(&self) -> String {
+        let l = &self.latency;
+        let mut out = format!(
+            "bench chat {}: {} subscribers, {} publishers, {:.0} msg/s offered, {:.1} s measured\n",
+            self.target, self.subscribers, self.publishers, self.offered_per_sec, self.seconds
+        );
+        out.push_str(&format!(
+            "{:>12} {:>13} {:>8} {:>8} {:>8} {:>8} {:>8} {:>6} {:>12} {:>7}\n",
+            "deliveries",
+            "deliveries/s",
+            "p50",
+            "p90",
+            "p99",
+            "p99.9",
+            "max",
+            "lost",
+            "out of order",
+            "errors"
+        ));
+        out.push_str(&format!(
+            "{:>12} {:>13.0} {:>7.2}ms {:>7.2}ms {:>7.2}ms {:>7.2}ms {:>7.2}ms {:>6} {:>12} {:>7}\n",
+            self.deliveries,
+            self.deliveries_per_sec,
+            l.p50_us as f64 / 1e3,
+            l.p90_us as f64 / 1e3,
+            l.p99_us as f64 / 1e3,
+            l.p999_us as f64 / 1e3,
+            l.max_us as f64 / 1e3,
+            self.lost,
+            self.out_of_order,
+            self.errors
+        ));
+        if let Some(server) = &self.server {
+            let per = server
+                .cpu_us_per_message
+                .map_or_else(|| "n/a".into(), |us| format!("{us:.2} µs"));
+            out.push_str(&format!(
+                "server (pid {}): {:.2} CPU s, {per} CPU per delivery, RSS {} KiB\n",
+                server.pid, server.cpu_seconds, server.rss_kib_after
+            ));
+        }
+        out.push_str(&format!(
+            "client: {:.0}% of one core\n",
+            self.client_cpu_percent
+        ));
+        out
+    }
+}
+
+/// What the subscribers saw, shared on the one thread.
+struct Tally {
+    latencies: RefCell<Histogram<u64>>,
+    deliveries: Cell<u64>,
+    out_of_order: Cell<u64>,
+    errors: Cell<u64>,
+}
+
+/// What the publishers sent inside the window: per publisher, the first and
+/// last sequence number (inclusive).
+struct Sent {
+    ranges: RefCell<Vec<Option<(u64, u64)>>>,
+}
+
+/// A connection that has been greeted and joined the room.
+struct Member {
+    lines: BufReader<TcpStream>,
+}
+
+/// Runs the benchmark, showing progress on `bar`.
+///
+/// # Errors
+/// [`Error::Resolve`] or [`Error::Connect`] when not one connection joins.
+pub async fn run(plan: &ChatPlan, bar: &ProgressBar) -> Result<ChatReport> {
+    let target = plan.target.resolve().await?[0];
+    raise_fd_limit();
+    let total = plan.subscribers + plan.publishers;
+    bar.set_message(format!("opening {total} connections"));
+    let (streams, failures) = Dialer::new(target, plan.sources).connect_many(total).await;
+    bar.set_message(format!(
+        "joining #{} with {} connections",
+        plan.room,
+        streams.len()
+    ));
+    let mut members: Vec<Member> = stream::iter(streams)
+        .map(|stream| join(stream, &plan.room))
+        .buffer_unordered(HANDSHAKES_IN_FLIGHT)
+        .filter_map(|joined| async move { joined.ok() })
+        .collect()
+        .await;
+    if members.len() < plan.publishers + 1 {
+        return Err(Error::Connect {
+            addr: plan.target.to_string(),
+            reason: failures.first().map_or_else(
+                || format!("only {} connections joined #{}", members.len(), plan.room),
+                describe_io,
+            ),
+        });
+    }
+    let join_failures = (total - members.len()) as u64;
+    let publishers: Vec<Member> = members.drain(..plan.publishers).collect();
+    let start = Instant::now() + plan.warmup;
+    let window = Window {
+        start,
+        end: start + plan.duration,
+    };
+    let clock = Instant::now();
+    let tally = Tally {
+        latencies: RefCell::new(latency_histogram()),
+        deliveries: Cell::new(0),
+        out_of_order: Cell::new(0),
+        errors: Cell::new(join_failures),
+    };
+    let sent = Sent {
+        ranges: RefCell::new(vec![None; plan.publishers]),
+    };
+    let per_publisher = plan.rate / plan.publishers as f64;
+    let tasks: FuturesUnordered<_> =
+        publishers
+            .into_iter()
+            .enumerate()
+            .map(|(index, member)| {
+                publish(member, index, per_publisher, window, clock, &sent, &tally).boxed_local()
+            })
+            .chain(members.into_iter().map(|member| {
+                subscribe(member, plan.publishers, window, clock, &tally).boxed_local()
+            }))
+            .collect();
+    let subscribers = tasks.len() - plan.publishers;
+    let (_, (client_cpu, server), ()) = tokio::join!(
+        tasks.collect::<Vec<()>>(),
+        measure(window, plan.server_pid),
+        progress::show_rate(bar, window, &tally.deliveries),
+    );
+    Ok(summarize(
+        plan,
+        subscribers,
+        &sent,
+        &tally,
+        client_cpu,
+        server,
+    ))
+}
+
+/// Greets a connection (speaking first, so no 250 ms wait) and joins the room.
+async fn join(stream: TcpStream, room: &str) -> io::Result<Member> {
+    let mut lines = BufReader::new(stream);
+    let handshake = async {
+        lines
+            .get_mut()
+            .write_all(format!("/join {room}\n").as_bytes())
+            .await?;
+        let mut nick = None;
+        let mut line = String::new();
+        loop {
+            line.clear();
+            if lines.read_line(&mut line).await? == 0 {
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "closed before joining",
+                ));
+            }
+            if let Some(rest) = line.strip_prefix("* welcome ") {
+                nick = rest.split_whitespace().next().map(str::to_string);
+            }
+            if let Some(nick) = &nick
+                && line.trim_end() == format!("* {nick} joined #{room}")
+            {
+                return Ok(());
+            }
+        }
+    };
+    tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake)
+        .await
+        .map_err(|_| io::Error::from(io::ErrorKind::TimedOut))??;
+    Ok(Member { lines })
+}
+
+/// Sends `p{index}:{seq}:{ns}` at `rate` a second until the window ends,
+/// reading (and dropping) what the room sends back.
+async fn publish(
+    mut member: Member,
+    index: usize,
+    rate: f64,
+    window: Window,
+    clock: Instant,
+    sent: &Sent,
+    tally: &Tally,
+) {
+    let mut ticks = tokio::time::interval(Duration::from_secs_f64(1.0 / rate.max(0.001)));
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    let mut seq = 0u64;
+    let mut discard = Vec::new();
+    loop {
+        tokio::select! {
+            now = ticks.tick() => {
+                if now >= window.end {
+                    break;
+                }
+                seq += 1;
+                let text = format!("p{index}:{seq}:{}\n", now.duration_since(clock).as_nanos());
+                if member.lines.get_mut().write_all(text.as_bytes()).await.is_err() {
+                    tally.errors.set(tally.errors.get() + 1);
+                    return;
+                }
+                if now >= window.start {
+                    let mut ranges = sent.ranges.borrow_mut();
+                    let range = ranges[index].get_or_insert((seq, seq));
+                    range.1 = seq;
+                }
+            }
+            read = member.lines.read_until(b'\n', &mut discard) => {
+                discard.clear();
+                if !matches!(read, Ok(n) if n > 0) {
+                    tally.errors.set(tally.errors.get() + 1);
+                    return;
+                }
+            }
+        }
+    }
+    drain(&mut member, window).await;
+}
+
+/// Reads and drops until the drain period after the window is over.
+async fn drain(member: &mut Member, window: Window) {
+    let mut discard = Vec::new();
+    let deadline = tokio::time::sleep_until(window.end + DRAIN);
+    tokio::pin!(deadline);
+    loop {
+        discard.clear();
+        tokio::select! {
+            read = member.lines.read_until(b'\n', &mut discard) => {
+                if !matches!(read, Ok(n) if n > 0) {
+                    return;
+                }
+            }
+            () = &mut deadline => return,
+        }
+    }
+}
+
+/// Receives the room's messages until the drain period ends, recording
+/// latency, order and count for messages sent inside the window.
+async fn subscribe(
+    mut member: Member,
+    publishers: usize,
+    window: Window,
+    clock: Instant,
+    tally: &Tally,
+) {
+    let mut last_seq = vec![0u64; publishers];
+    let mut line = Vec::with_capacity(256);
+    // One deadline for the task's life, not a timer per read.
+    let deadline = tokio::time::sleep_until(window.end + DRAIN);
+    tokio::pin!(deadline);
+    loop {
+        line.clear();
+        let read = tokio::select! {
+            biased;
+            read = member.lines.read_until(b'\n', &mut line) => read,
+            () = &mut deadline => return,
+        };
+        if !matches!(read, Ok(n) if n > 0) {
+            tally.errors.set(tally.errors.get() + 1);
+            return;
+        }
+        let Some((publisher, seq, sent_ns)) = parse_delivery(&line) else {
+            continue;
+        };
+        let Some(last) = last_seq.get_mut(publisher) else {
+            continue;
+        };
+        if seq <= *last {
+            tally.out_of_order.set(tally.out_of_order.get() + 1);
+        }
+        *last = (*last).max(seq);
+        let sent_at = clock + Duration::from_nanos(sent_ns);
+        if sent_at >= window.start && sent_at < window.end {
+            let micros = u64::try_from(sent_at.elapsed().as_micros()).unwrap_or(u64::MAX);
+            tally
+                .latencies
+                .borrow_mut()
+                .saturating_record(micros.max(1));
+            tally.deliveries.set(tally.deliveries.get() + 1);
+        }
+    }
+}
+
+/// `(publisher, seq, nanoseconds)` from a line `[#room] nick: p{publisher}:{seq}:{ns}`.
+pub fn parse_delivery(line: &[u8]) -> Option<(usize, u64, u64)> {
+    let line = std::str::from_utf8(line).ok()?.trim_end();
+    let text = line
+        .strip_prefix("[#")?
+        .split_once("] ")?
+        .1
+        .split_once(": ")?
+        .1;
+    let mut fields = text.strip_prefix('p')?.split(':');
+    let publisher = fields.next()?.parse().ok()?;
+    let seq = fields.next()?.parse().ok()?;
+    let ns = fields.next()?.parse().ok()?;
+    fields.next().is_none().then_some((publisher, seq, ns))
+}
+
+/// Samples the client's and the server's CPU at the window's start and end.
+async fn measure(window: Window, server_pid: Option<u32>) -> (f64, Option<ServerCost>) {
+    let pid = server_pid.map(|pid| pid.to_string());
+    let sample = || {
+        (
+            ProcessSample::take("self"),
+            pid.as_deref().and_then(ProcessSample::take),
+        )
+    };
+    tokio::time::sleep_until(window.start).await;
+    let (client_before, server_before) = sample();
+    tokio::time::sleep_until(window.end).await;
+    let (client_after, server_after) = sample();
+    let client_cpu = client_before
+        .zip(client_after)
+        .map_or(0.0, |(before, after)| after.cpu_seconds_since(&before));
+    let server = match (server_pid, server_before, server_after) {
+        (Some(pid), Some(before), Some(after)) => Some(ServerCost {
+            pid,
+            cpu_seconds: after.cpu_seconds_since(&before),
+            cpu_us_per_message: None,
+            rss_kib_before: before.rss_kib,
+            rss_kib_after: after.rss_kib,
+        }),
+        _ => None,
+    };
+    (client_cpu, server)
+}
+
+/// Adds up what the publishers sent and the subscribers received.
+fn summarize(
+    plan: &ChatPlan,
+    subscribers: usize,
+    sent: &Sent,
+    tally: &Tally,
+    client_cpu: f64,
+    mut server: Option<ServerCost>,
+) -> ChatReport {
+    let messages: u64 = sent
+        .ranges
+        .borrow()
+        .iter()
+        .flatten()
+        .map(|(first, last)| last - first + 1)
+        .sum();
+    let deliveries = tally.deliveries.get();
+    let expected = messages * subscribers as u64;
+    let seconds = plan.duration.as_secs_f64();
+    if let Some(server) = server.as_mut() {
+        server.cpu_us_per_message =
+            (deliveries > 0).then(|| server.cpu_seconds * 1e6 / deliveries as f64);
+    }
+    ChatReport {
+        mode: "chat",
+        target: plan.target.to_string(),
+        subscribers,
+        publishers: plan.publishers,
+        offered_per_sec: plan.rate,
+        seconds,
+        messages,
+        deliveries,
+        deliveries_per_sec: deliveries as f64 / seconds,
+        latency: Latency::of(&tally.latencies.borrow()),
+        lost: expected.saturating_sub(deliveries),
+        out_of_order: tally.out_of_order.get(),
+        errors: tally.errors.get(),
+        client_cpu_percent: client_cpu / seconds * 100.0,
+        server,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn deliveries_are_read_from_the_line_protocol() {
+        assert_eq!(
+            parse_delivery(b"[#bench] guest-7: p3:41:123456789\n"),
+            Some((3, 41, 123_456_789))
+        );
+        assert_eq!(parse_delivery(b"[#bench] guest-7: hello"), None);
+        assert_eq!(parse_delivery(b"* guest-7 joined #bench\n"), None);
+        assert_eq!(parse_delivery(b"[#bench] x: p1:2:3:4"), None);
+        assert_eq!(parse_delivery(b"[dm] x: p1:2:3"), None);
+    }
+}
