@@ -2,17 +2,20 @@
 # Installs what the test suite needs on a fresh Debian machine (run as root,
 # or with sudo available). Idempotent: what is already there is skipped.
 #
-#   - netcat-openbsd: `nc`, a real third-party line client
-#   - Node.js: runs the Node tutorial's client and server (tests/node)
+#   - netcat-openbsd: `nc`, a real third-party line client; curl for HTTP
+#   - Node.js and the `ws` package: the Node tutorial's client and server, and
+#     a Node WebSocket client (tests/node)
 #   - Python `websockets`: a real third-party WebSocket client (tests/python)
 #   - gcc and the Python 2.7 headers: the Autobahn testsuite builds C extensions
 #     (the Autobahn virtualenv itself is built by scripts/autobahn/run.sh)
 set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
 
 missing=()
 command -v nc >/dev/null || missing+=(netcat-openbsd)
+command -v curl >/dev/null || missing+=(curl)
 command -v node >/dev/null || missing+=(nodejs)
 command -v gcc >/dev/null || missing+=(gcc)
 command -v python3 >/dev/null || missing+=(python3 python3-pip)
@@ -26,6 +29,11 @@ if ! python3 -c 'import websockets.asyncio.client' 2>/dev/null; then
   echo "setup: installing Python websockets"
   python3 -m pip install --quiet --disable-pip-version-check 'websockets>=14' \
     || python3 -m pip install --quiet --disable-pip-version-check --break-system-packages 'websockets>=14'
+fi
+
+if [ ! -d tests/node/node_modules/ws ]; then
+  echo "setup: installing the Node test clients' packages"
+  npm install --prefix tests/node --no-audit --no-fund --silent
 fi
 
 echo "setup: test tools ready (nc, node $(node --version), python3 websockets)"

@@ -366,6 +366,15 @@ impl LineClient {
         assert_eq!(self.line(), expected, "{}'s next line", self.nick);
     }
 
+    /// Asserts the next line that is not a `* …` notice is `expected`.
+    pub fn expect_past_notices(&mut self, expected: &str) {
+        let mut line = self.line();
+        while line.starts_with("* ") {
+            line = self.line();
+        }
+        assert_eq!(line, expected, "{}'s next line after notices", self.nick);
+    }
+
     /// Reads until the server closes; returns the lines that came before.
     pub fn until_closed(&mut self) -> Vec<String> {
         let mut rest = String::new();

@@ -84,6 +84,18 @@ pub struct ServeArgs {
     /// Messages of history kept per room (history is in memory for now).
     #[arg(long, default_value_t = 10_000)]
     pub history_per_room: usize,
+
+    /// The largest WebSocket message accepted, in bytes.
+    #[arg(long, default_value_t = 64 * 1024, value_name = "BYTES")]
+    pub max_ws_message: usize,
+
+    /// The largest HTTP request body accepted, in bytes.
+    #[arg(long, default_value_t = 64 * 1024, value_name = "BYTES")]
+    pub max_body: usize,
+
+    /// Seconds between the server's WebSocket pings.
+    #[arg(long, default_value_t = 30, value_name = "SECONDS")]
+    pub ping_interval: u64,
 }
 
 /// `switchboard echo`.

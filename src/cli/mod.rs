@@ -16,6 +16,7 @@ use tokio::io::AsyncReadExt;
 use tokio_util::sync::CancellationToken;
 
 use args::{Cli, Command, ConnectArgs, EchoArgs, ListenArgs, SendArgs, ServeArgs};
+use metrics_exporter_prometheus::PrometheusBuilder;
 use switchboard::client::{connect, send};
 use switchboard::echo::{self, EchoOptions, ReplyStyle};
 use switchboard::hub::names::RoomName;
@@ -27,7 +28,9 @@ use switchboard::net::listener;
 use switchboard::net::shutdown::run_until_signalled;
 use switchboard::server::{self, ServeOptions};
 use switchboard::storage::memory::MemoryHistory;
+use switchboard::transport::http::HttpConfig;
 use switchboard::transport::line::LineConfig;
+use switchboard::transport::ws::WsConfig;
 
 /// Runs the command `cli` names.
 ///
@@ -43,6 +46,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
+/// Read buffer per WebSocket connection: small, so 10,000 idle ones stay cheap
+/// (tungstenite's default is 128 KiB each).
+const WS_READ_BUFFER: usize = 2 * 1024;
+
 /// `switchboard serve`.
 async fn run_serve(args: ServeArgs) -> anyhow::Result<()> {
     if args.rate.is_nan()
@@ -53,8 +60,8 @@ async fn run_serve(args: ServeArgs) -> anyhow::Result<()> {
     {
         bail!("--rate, --burst, --queue and --max-connections must be positive");
     }
-    if args.max_line < 64 {
-        bail!("--max-line must be at least 64 bytes");
+    if args.max_line < 64 || args.max_ws_message < 64 || args.max_body < 64 {
+        bail!("--max-line, --max-ws-message and --max-body must be at least 64 bytes");
     }
     let spec = listen_spec(&args.listen, server::DEFAULT_PORT)?;
     let history = Arc::new(MemoryHistory::new(args.history_per_room));
@@ -65,18 +72,40 @@ async fn run_serve(args: ServeArgs) -> anyhow::Result<()> {
             queue: args.queue,
         },
     );
+    let idle_timeout = Duration::from_secs(args.idle_timeout.max(1));
+    let default_room = RoomName::parse("lobby").expect("a valid room name");
+    let limits = Limits {
+        rate: args.rate,
+        burst: args.burst,
+        max_text: args.max_line.max(args.max_ws_message),
+    };
+    let metrics = PrometheusBuilder::new()
+        .install_recorder()
+        .map_err(|err| tracing::warn!("metrics are off: {err}"))
+        .ok();
     let options = ServeOptions {
         line: LineConfig {
             max_line: args.max_line,
-            idle_timeout: Duration::from_secs(args.idle_timeout.max(1)),
+            idle_timeout,
             limits: Limits {
-                rate: args.rate,
-                burst: args.burst,
                 max_text: args.max_line,
+                ..limits
             },
-            default_room: RoomName::parse("lobby").expect("a valid room name"),
+            default_room: default_room.clone(),
+        },
+        ws: WsConfig {
+            max_message: args.max_ws_message,
+            read_buffer: WS_READ_BUFFER,
+            ping_interval: Duration::from_secs(args.ping_interval.max(1)),
+            idle_timeout,
+            limits,
+            default_room,
+        },
+        http: HttpConfig {
+            max_body: args.max_body,
         },
         max_connections: args.max_connections,
+        metrics,
     };
     raise_fd_limit();
     let listener = listener::bind_tcp(&spec).await?;

@@ -190,8 +190,9 @@ impl ErrorCode {
 }
 
 impl Event {
-    /// An error reply.
+    /// An error reply, counted in the `switchboard_errors_total` metric by code.
     pub fn error(code: ErrorCode, message: impl Into<String>, reference: Reference) -> Self {
+        metrics::counter!("switchboard_errors_total", "code" => code.as_str()).increment(1);
         Self::Error {
             code,
             message: message.into(),

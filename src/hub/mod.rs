@@ -41,6 +41,16 @@ pub enum Transport {
     Ws,
 }
 
+impl Transport {
+    /// The transport as named in the diary and the metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Tcp => "tcp",
+            Self::Ws => "ws",
+        }
+    }
+}
+
 /// Where a connection comes from, for the file-descriptor diary.
 #[derive(Clone, Copy, Debug)]
 pub struct ConnectionInfo {
@@ -254,6 +264,10 @@ impl Hub {
                 traffic: Arc::clone(&traffic),
             },
         );
+        metrics::gauge!("switchboard_connections", "transport" => info.transport.as_str())
+            .increment(1.0);
+        metrics::counter!("switchboard_connections_total", "transport" => info.transport.as_str())
+            .increment(1);
         Mailbox {
             id,
             nick,
@@ -269,6 +283,8 @@ impl Hub {
         let Some(conn) = state.conns.remove(&id) else {
             return;
         };
+        metrics::gauge!("switchboard_connections", "transport" => conn.info.transport.as_str())
+            .decrement(1.0);
         state.nicks.remove(&conn.nick.key());
         for room in &conn.rooms {
             leave(&mut state, &self.shared.config, id, &conn.nick, room);
@@ -423,6 +439,8 @@ impl Hub {
         entry.next_id += 1;
         let event = Outgoing::new(Event::Message(Arc::clone(&message)));
         deliver(&state.conns, entry.members.iter().copied(), &event);
+        metrics::counter!("switchboard_messages_total").increment(1);
+        metrics::counter!("switchboard_deliveries_total").increment(entry.members.len() as u64);
         Ok(message.id)
     }
 
@@ -546,7 +564,12 @@ fn deliver(
         };
         match conn.outbox.try_send(Arc::clone(event)) {
             Ok(()) | Err(TrySendError::Closed(_)) => {}
-            Err(TrySendError::Full(_)) => conn.kicked.cancel(),
+            Err(TrySendError::Full(_)) => {
+                if !conn.kicked.is_cancelled() {
+                    metrics::counter!("switchboard_slow_consumers_dropped_total").increment(1);
+                    conn.kicked.cancel();
+                }
+            }
         }
     }
 }

@@ -11,10 +11,15 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
+use axum::Router;
+use metrics_exporter_prometheus::PrometheusHandle;
+
 use crate::error::Result;
 use crate::hub::Hub;
 use crate::net::accept::{self, Peer};
+use crate::transport::http::{self, AppState, HttpConfig};
 use crate::transport::line::{self, LineConfig};
+use crate::transport::ws::WsConfig;
 use sniff::Kind;
 
 /// The port `switchboard serve` listens on by default.
@@ -24,12 +29,18 @@ pub const DEFAULT_PORT: u16 = 8080;
 pub const GREETING_SILENCE: Duration = Duration::from_millis(250);
 
 /// How the chat server behaves.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct ServeOptions {
     /// Line clients' limits and first room.
     pub line: LineConfig,
+    /// WebSocket clients' limits and first room.
+    pub ws: WsConfig,
+    /// HTTP limits.
+    pub http: HttpConfig,
     /// The most connections served at once.
     pub max_connections: usize,
+    /// Renders `/metrics`, when a recorder is installed.
+    pub metrics: Option<PrometheusHandle>,
 }
 
 /// Serves the chat hub on `listener` until `shutdown` is cancelled and every
@@ -40,13 +51,25 @@ pub async fn run(
     options: ServeOptions,
     shutdown: CancellationToken,
 ) {
-    let line_config = Arc::new(options.line);
+    let app = http::router(
+        AppState {
+            hub: hub.clone(),
+            ws: Arc::new(options.ws),
+            shutdown: shutdown.clone(),
+            metrics: options.metrics,
+        },
+        &options.http,
+    );
+    let edges = Arc::new(Edges {
+        hub,
+        line: Arc::new(options.line),
+        app,
+    });
     let slots = Arc::new(Semaphore::new(options.max_connections));
     let max_connections = options.max_connections;
     let connection_shutdown = shutdown.clone();
     accept::serve(listener, shutdown, move |stream, peer| {
-        let hub = hub.clone();
-        let config = Arc::clone(&line_config);
+        let edges = Arc::clone(&edges);
         let shutdown = connection_shutdown.clone();
         let slot = Arc::clone(&slots).try_acquire_owned();
         async move {
@@ -54,39 +77,45 @@ pub async fn run(
                 let refusal = format!("! server full ({max_connections} connections): try later\n");
                 return say_and_close(stream, refusal.as_bytes()).await;
             };
-            dispatch(stream, peer, hub, config, shutdown).await
+            edges.dispatch(stream, peer, shutdown).await
         }
     })
     .await;
 }
 
-/// Hands a connection to the transport its first bytes call for.
-async fn dispatch(
-    stream: TcpStream,
-    peer: Peer,
+/// What the transports need, shared by every connection.
+struct Edges {
     hub: Hub,
-    config: Arc<LineConfig>,
-    shutdown: CancellationToken,
-) -> Result<()> {
-    match sniff::sniff(&stream, GREETING_SILENCE).await {
-        Kind::Line => line::serve(stream, peer, hub, config, shutdown).await,
-        Kind::Http => say_and_close(stream, not_yet_http().as_bytes()).await,
-        Kind::Tls => {
-            tracing::debug!("{peer}: TLS ClientHello, but TLS is not enabled");
-            Ok(())
-        }
-    }
+    line: Arc<LineConfig>,
+    app: Router,
 }
 
-/// The answer to HTTP requests until the HTTP API is served on this port.
-fn not_yet_http() -> String {
-    let body =
-        r#"{"error":{"code":"not_implemented","message":"HTTP and WebSocket are not served yet"}}"#;
-    format!(
-        "HTTP/1.1 501 Not Implemented\r\nContent-Type: application/json\r\n\
-         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    )
+impl Edges {
+    /// Hands a connection to the transport its first bytes call for.
+    async fn dispatch(
+        &self,
+        stream: TcpStream,
+        peer: Peer,
+        shutdown: CancellationToken,
+    ) -> Result<()> {
+        match sniff::sniff(&stream, GREETING_SILENCE).await {
+            Kind::Line => {
+                line::serve(
+                    stream,
+                    peer,
+                    self.hub.clone(),
+                    Arc::clone(&self.line),
+                    shutdown,
+                )
+                .await
+            }
+            Kind::Http => http::serve(stream, peer, self.app.clone()).await,
+            Kind::Tls => {
+                tracing::debug!("{peer}: TLS ClientHello, but TLS is not enabled");
+                Ok(())
+            }
+        }
+    }
 }
 
 /// Writes `bytes` and closes, giving a slow peer one second.

@@ -200,6 +200,7 @@ impl LineConnection {
 
     /// Handles one line (or an over-long one).
     async fn on_frame(&mut self, frame: Frame) -> Result<Flow> {
+        metrics::counter!("switchboard_requests_total", "transport" => "tcp").increment(1);
         let text = match frame {
             Frame::TooLong => Err(Event::error(
                 ErrorCode::TooLong,
@@ -294,6 +295,7 @@ impl LineConnection {
             written = self.stream.write_all(&bytes) => {
                 written?;
                 self.mailbox.traffic.sent(bytes.len());
+                metrics::counter!("switchboard_events_sent_total", "transport" => "tcp").increment(events.len() as u64);
                 Ok(())
             }
         }

@@ -1,0 +1,317 @@
+//! Short-lived HTTP clients (SPEC 5.3) and the WebSocket upgrade at `/ws`:
+//! an axum router over one accepted connection, with JSON errors everywhere.
+//!
+//! `GET /` the browser page, `/healthz`, `/metrics` (Prometheus text),
+//! `GET /api/rooms`, `GET|POST /api/rooms/{room}/messages`,
+//! `GET /api/connections` (the file-descriptor diary), `GET /ws`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Json;
+use axum::Router;
+use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::ws::WebSocketUpgrade;
+use axum::extract::ws::rejection::WebSocketUpgradeRejection;
+use axum::extract::{DefaultBodyLimit, Extension, Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::get;
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::service::TowerToHyperService;
+use metrics_exporter_prometheus::PrometheusHandle;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use tokio::net::TcpStream;
+use tokio_util::sync::CancellationToken;
+use tower::ServiceExt;
+
+use crate::error::{Error, Result};
+use crate::hub::names::{Nick, RoomName};
+use crate::hub::session::{DEFAULT_HISTORY, MAX_HISTORY};
+use crate::hub::{Hub, HubError};
+use crate::net::accept::Peer;
+use crate::net::websocket::{Refusal, check_upgrade};
+use crate::protocol::json::message;
+use crate::transport::ws::{self, JoinQuery, WsConfig};
+
+/// The browser chat page, built into the binary.
+const PAGE: &str = include_str!("../../web/index.html");
+
+/// How long a client gets to send its request head.
+const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// HTTP limits.
+#[derive(Clone, Debug)]
+pub struct HttpConfig {
+    /// The largest request body accepted, in bytes.
+    pub max_body: usize,
+}
+
+/// What the handlers share.
+#[derive(Clone)]
+pub struct AppState {
+    /// The hub.
+    pub hub: Hub,
+    /// WebSocket settings.
+    pub ws: Arc<WsConfig>,
+    /// Stops WebSocket sessions on shutdown.
+    pub shutdown: CancellationToken,
+    /// Renders `/metrics`.
+    pub metrics: Option<PrometheusHandle>,
+}
+
+/// The application: every route, with JSON errors for the rest.
+pub fn router(state: AppState, config: &HttpConfig) -> Router {
+    Router::new()
+        .route("/", get(page))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/metrics", get(metrics))
+        .route("/api/rooms", get(rooms))
+        .route(
+            "/api/rooms/{room}/messages",
+            get(room_messages).post(post_message),
+        )
+        .route("/api/connections", get(connections))
+        .route("/ws", get(web_socket))
+        .fallback(|| async { api_error(StatusCode::NOT_FOUND, "not_found", "no such path") })
+        .method_not_allowed_fallback(|| async {
+            api_error(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "method not allowed on this path",
+            )
+        })
+        .layer(DefaultBodyLimit::max(config.max_body))
+        .with_state(state)
+}
+
+/// Serves HTTP (and WebSocket upgrades) on one accepted connection.
+///
+/// # Errors
+/// [`Error::WebSocket`] when the HTTP exchange fails (malformed request, slow head).
+pub async fn serve(stream: TcpStream, peer: Peer, app: Router) -> Result<()> {
+    let service = TowerToHyperService::new(app.map_request(
+        move |mut request: axum::http::Request<Incoming>| {
+            request.extensions_mut().insert(peer);
+            request
+        },
+    ));
+    http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_TIMEOUT)
+        .serve_connection(TokioIo::new(stream), service)
+        .with_upgrades()
+        .await
+        .map_err(|err| Error::WebSocket {
+            context: "http".into(),
+            reason: err.to_string(),
+        })
+}
+
+/// The JSON error body of SPEC 5.3 with its status.
+pub fn api_error(status: StatusCode, code: &str, message: impl Into<String>) -> Response {
+    let body = json!({"error": {"code": code, "message": message.into()}});
+    (status, Json(body)).into_response()
+}
+
+/// `GET /`.
+async fn page() -> Html<&'static str> {
+    Html(PAGE)
+}
+
+/// `GET /metrics`.
+async fn metrics(State(state): State<AppState>) -> Response {
+    let Some(handle) = &state.metrics else {
+        return api_error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "no_metrics",
+            "metrics are not recorded",
+        );
+    };
+    let mut response = handle.render().into_response();
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+    );
+    response
+}
+
+/// `GET /api/rooms`.
+async fn rooms(State(state): State<AppState>) -> Json<Value> {
+    let rooms: Vec<Value> = state
+        .hub
+        .rooms()
+        .into_iter()
+        .map(|(room, members, last_id)| json!({"room": room.as_str(), "members": members, "last_id": last_id}))
+        .collect();
+    Json(Value::Array(rooms))
+}
+
+/// The query of `GET /api/rooms/{room}/messages`.
+#[derive(Debug, Deserialize)]
+struct MessagesQuery {
+    since: Option<u64>,
+    limit: Option<usize>,
+}
+
+/// `GET /api/rooms/{room}/messages?since=ID&limit=L`: oldest first.
+async fn room_messages(
+    State(state): State<AppState>,
+    Path(room): Path<String>,
+    query: std::result::Result<Query<MessagesQuery>, QueryRejection>,
+) -> Response {
+    let room = match RoomName::parse(&room) {
+        Ok(room) => room,
+        Err(err) => return api_error(StatusCode::BAD_REQUEST, "invalid_room", err.to_string()),
+    };
+    let Ok(Query(query)) = query else {
+        return api_error(
+            StatusCode::BAD_REQUEST,
+            "bad_query",
+            "since and limit must be non-negative integers",
+        );
+    };
+    let limit = query.limit.unwrap_or(DEFAULT_HISTORY).min(MAX_HISTORY);
+    let history = state.hub.history();
+    let stored = match query.since {
+        Some(since) => history.range(&room, since, u64::MAX, limit),
+        None => history.latest(&room, limit),
+    };
+    match stored {
+        Ok(messages) => {
+            Json(json!({"messages": messages.iter().map(|m| message(m)).collect::<Vec<_>>()}))
+                .into_response()
+        }
+        Err(err) => api_error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "storage",
+            err.to_string(),
+        ),
+    }
+}
+
+/// The body of `POST /api/rooms/{room}/messages`.
+#[derive(Debug, Deserialize)]
+struct PostBody {
+    from: String,
+    text: String,
+}
+
+/// `POST /api/rooms/{room}/messages`: `201 {"id": ID}`, delivered to live members.
+async fn post_message(
+    State(state): State<AppState>,
+    Path(room): Path<String>,
+    body: std::result::Result<Json<PostBody>, JsonRejection>,
+) -> Response {
+    let room = match RoomName::parse(&room) {
+        Ok(room) => room,
+        Err(err) => return api_error(StatusCode::BAD_REQUEST, "invalid_room", err.to_string()),
+    };
+    let Json(body) = match body {
+        Ok(body) => body,
+        Err(rejection) => return json_rejection(&rejection),
+    };
+    let from = match Nick::parse(&body.from) {
+        Ok(from) => from,
+        Err(err) => return api_error(StatusCode::BAD_REQUEST, "invalid_nick", err.to_string()),
+    };
+    if body.text.is_empty() {
+        return api_error(StatusCode::BAD_REQUEST, "empty_text", "empty message");
+    }
+    match state.hub.post(&room, from, &body.text) {
+        Ok(id) => (StatusCode::CREATED, Json(json!({"id": id}))).into_response(),
+        Err(HubError::Storage(err)) => api_error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "storage",
+            err.to_string(),
+        ),
+        Err(err) => api_error(StatusCode::CONFLICT, "refused", err.to_string()),
+    }
+}
+
+/// The JSON error for a body that could not be read as JSON.
+fn json_rejection(rejection: &JsonRejection) -> Response {
+    let status = rejection.status();
+    let code = match status {
+        StatusCode::PAYLOAD_TOO_LARGE => "too_large",
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported_media_type",
+        StatusCode::UNPROCESSABLE_ENTITY => "missing_field",
+        _ => "bad_json",
+    };
+    let status = if status == StatusCode::UNPROCESSABLE_ENTITY {
+        StatusCode::BAD_REQUEST
+    } else {
+        status
+    };
+    api_error(status, code, rejection.body_text())
+}
+
+/// `GET /api/connections`: the file-descriptor diary.
+async fn connections(State(state): State<AppState>) -> Json<Value> {
+    Json(json!(state.hub.diary()))
+}
+
+/// `GET /ws?nick=N&room=R&since=ID`: upgrade to the JSON protocol.
+async fn web_socket(
+    State(state): State<AppState>,
+    Extension(peer): Extension<Peer>,
+    headers: HeaderMap,
+    query: std::result::Result<Query<JoinQuery>, QueryRejection>,
+    upgrade: std::result::Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+) -> Response {
+    // axum does not check the key's form; RFC 6455 asks for base64 of 16 bytes.
+    if let Err(Refusal::BadKey) = check_upgrade(&Method::GET, &headers) {
+        return api_error(
+            StatusCode::BAD_REQUEST,
+            "bad_upgrade",
+            "missing or malformed Sec-WebSocket-Key",
+        );
+    }
+    let upgrade = match upgrade {
+        Ok(upgrade) => upgrade,
+        Err(rejection) => return upgrade_rejection(&rejection),
+    };
+    let Ok(Query(join)) = query else {
+        return api_error(
+            StatusCode::BAD_REQUEST,
+            "bad_query",
+            "since must be a non-negative integer",
+        );
+    };
+    let config = Arc::clone(&state.ws);
+    upgrade
+        .read_buffer_size(config.read_buffer)
+        .write_buffer_size(0)
+        .max_message_size(config.max_message)
+        .max_frame_size(config.max_message)
+        .on_upgrade(move |socket| async move {
+            if let Err(err) = ws::serve(socket, peer, state.hub, config, join, state.shutdown).await
+            {
+                tracing::debug!("{peer}: {err}");
+            }
+        })
+}
+
+/// A failed upgrade, answered as RFC 6455 asks: 426 with our version for a
+/// wrong `Sec-WebSocket-Version`, 400 for the rest.
+fn upgrade_rejection(rejection: &WebSocketUpgradeRejection) -> Response {
+    if matches!(
+        rejection,
+        WebSocketUpgradeRejection::InvalidWebSocketVersionHeader(_)
+    ) {
+        let mut response = api_error(
+            StatusCode::UPGRADE_REQUIRED,
+            "bad_websocket_version",
+            "unsupported Sec-WebSocket-Version; this server speaks version 13",
+        );
+        response.headers_mut().insert(
+            header::SEC_WEBSOCKET_VERSION,
+            HeaderValue::from_static("13"),
+        );
+        return response;
+    }
+    api_error(rejection.status(), "bad_upgrade", rejection.body_text())
+}
