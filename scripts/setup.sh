@@ -5,6 +5,7 @@
 #   - netcat-openbsd: `nc`, a real third-party line client; curl for HTTP
 #   - Node.js and the `ws` package: the Node tutorial's client and server, and
 #     a Node WebSocket client (tests/node)
+#   - Debian's Chromium and playwright-core: the browser page's test
 #   - Python `websockets`: a real third-party WebSocket client (tests/python)
 #   - gcc and the Python 2.7 headers: the Autobahn testsuite builds C extensions
 #     (the Autobahn virtualenv itself is built by scripts/autobahn/run.sh)
@@ -16,6 +17,7 @@ as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
 missing=()
 command -v nc >/dev/null || missing+=(netcat-openbsd)
 command -v curl >/dev/null || missing+=(curl)
+command -v chromium >/dev/null || missing+=(chromium)
 command -v node >/dev/null || missing+=(nodejs)
 command -v gcc >/dev/null || missing+=(gcc)
 command -v python3 >/dev/null || missing+=(python3 python3-pip)
@@ -31,9 +33,9 @@ if ! python3 -c 'import websockets.asyncio.client' 2>/dev/null; then
     || python3 -m pip install --quiet --disable-pip-version-check --break-system-packages 'websockets>=14'
 fi
 
-if [ ! -d tests/node/node_modules/ws ]; then
+if [ ! -d tests/node/node_modules/ws ] || [ ! -d tests/node/node_modules/playwright-core ]; then
   echo "setup: installing the Node test clients' packages"
   npm install --prefix tests/node --no-audit --no-fund --silent
 fi
 
-echo "setup: test tools ready (nc, node $(node --version), python3 websockets)"
+echo "setup: test tools ready (nc, curl, node $(node --version), python3 websockets, $(chromium --version))"

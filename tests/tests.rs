@@ -6,6 +6,7 @@ mod util;
 mod bench;
 mod chat_json;
 mod chat_line;
+mod chat_page;
 mod chat_web;
 mod cli_errors;
 mod connect;
