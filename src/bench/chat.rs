@@ -22,10 +22,9 @@ use tokio::time::Instant;
 
 use crate::bench::dialer::Dialer;
 use crate::bench::echo::Window;
-use crate::bench::procfs::ProcessSample;
 use crate::bench::report::{Latency, ServerCost};
-use crate::bench::{latency_histogram, progress};
-use crate::error::{Error, Result, describe_io};
+use crate::bench::{latency_histogram, measure_window, progress};
+use crate::error::{Error, Result};
 use crate::net::addr::HostPort;
 use crate::net::fd_limit::raise_fd_limit;
 
@@ -175,7 +174,9 @@ pub async fn run(plan: &ChatPlan, bar: &ProgressBar) -> Result<ChatReport> {
     raise_fd_limit();
     let total = plan.subscribers + plan.publishers;
     bar.set_message(format!("opening {total} connections"));
-    let (streams, failures) = Dialer::new(target, plan.sources).connect_many(total).await;
+    let (streams, _) = Dialer::new(target, plan.sources)
+        .connect_some(total, &plan.target)
+        .await?;
     bar.set_message(format!(
         "joining #{} with {} connections",
         plan.room,
@@ -190,10 +191,7 @@ pub async fn run(plan: &ChatPlan, bar: &ProgressBar) -> Result<ChatReport> {
     if members.len() < plan.publishers + 1 {
         return Err(Error::Connect {
             addr: plan.target.to_string(),
-            reason: failures.first().map_or_else(
-                || format!("only {} connections joined #{}", members.len(), plan.room),
-                describe_io,
-            ),
+            reason: format!("only {} connections joined #{}", members.len(), plan.room),
         });
     }
     let join_failures = (total - members.len()) as u64;
@@ -228,7 +226,7 @@ pub async fn run(plan: &ChatPlan, bar: &ProgressBar) -> Result<ChatReport> {
     let subscribers = tasks.len() - plan.publishers;
     let (_, (client_cpu, server), ()) = tokio::join!(
         tasks.collect::<Vec<()>>(),
-        measure(window, plan.server_pid),
+        measure_window(window, plan.server_pid),
         progress::show_rate(bar, window, &tally.deliveries),
     );
     Ok(summarize(
@@ -399,35 +397,6 @@ pub fn parse_delivery(line: &[u8]) -> Option<(usize, u64, u64)> {
     let seq = fields.next()?.parse().ok()?;
     let ns = fields.next()?.parse().ok()?;
     fields.next().is_none().then_some((publisher, seq, ns))
-}
-
-/// Samples the client's and the server's CPU at the window's start and end.
-async fn measure(window: Window, server_pid: Option<u32>) -> (f64, Option<ServerCost>) {
-    let pid = server_pid.map(|pid| pid.to_string());
-    let sample = || {
-        (
-            ProcessSample::take("self"),
-            pid.as_deref().and_then(ProcessSample::take),
-        )
-    };
-    tokio::time::sleep_until(window.start).await;
-    let (client_before, server_before) = sample();
-    tokio::time::sleep_until(window.end).await;
-    let (client_after, server_after) = sample();
-    let client_cpu = client_before
-        .zip(client_after)
-        .map_or(0.0, |(before, after)| after.cpu_seconds_since(&before));
-    let server = match (server_pid, server_before, server_after) {
-        (Some(pid), Some(before), Some(after)) => Some(ServerCost {
-            pid,
-            cpu_seconds: after.cpu_seconds_since(&before),
-            cpu_us_per_message: None,
-            rss_kib_before: before.rss_kib,
-            rss_kib_after: after.rss_kib,
-        }),
-        _ => None,
-    };
-    (client_cpu, server)
 }
 
 /// Adds up what the publishers sent and the subscribers received.

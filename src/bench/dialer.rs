@@ -11,6 +11,9 @@ use futures_util::{StreamExt, stream};
 use std::os::fd::AsRawFd;
 use tokio::net::{TcpSocket, TcpStream};
 
+use crate::error::{Error, Result, describe_io};
+use crate::net::addr::HostPort;
+
 /// How many connects may be in flight at once.
 const CONNECTS_IN_FLIGHT: usize = 256;
 
@@ -69,6 +72,30 @@ impl Dialer {
             }
         }
         (opened, failed)
+    }
+}
+
+impl Dialer {
+    /// Like [`Dialer::connect_many`], for a benchmark that needs at least one
+    /// connection: returns the opened ones and how many failed.
+    ///
+    /// # Errors
+    /// [`Error::Connect`] with the first failure when none opened.
+    pub async fn connect_some(
+        &self,
+        count: usize,
+        target: &HostPort,
+    ) -> Result<(Vec<TcpStream>, usize)> {
+        let (opened, failed) = self.connect_many(count).await;
+        if opened.is_empty() {
+            return Err(Error::Connect {
+                addr: target.to_string(),
+                reason: failed
+                    .first()
+                    .map_or_else(|| "no connection".into(), describe_io),
+            });
+        }
+        Ok((opened, failed.len()))
     }
 }
 

@@ -21,10 +21,9 @@ use tokio::net::TcpStream;
 use tokio::time::Instant;
 
 use crate::bench::dialer::Dialer;
-use crate::bench::procfs::ProcessSample;
 use crate::bench::report::{EchoReport, Latency, ServerCost};
-use crate::bench::{latency_histogram, progress};
-use crate::error::{Error, Result, describe_io};
+use crate::bench::{latency_histogram, measure_window, progress};
+use crate::error::Result;
 use crate::net::addr::HostPort;
 use crate::net::fd_limit::raise_fd_limit;
 
@@ -95,16 +94,8 @@ pub async fn run(plan: &EchoPlan, bar: &ProgressBar) -> Result<EchoOutcome> {
     raise_fd_limit();
     bar.set_message(format!("opening {} connections", plan.connections));
     let (streams, failures) = Dialer::new(target, plan.sources)
-        .connect_many(plan.connections)
-        .await;
-    if streams.is_empty() {
-        return Err(Error::Connect {
-            addr: plan.target.to_string(),
-            reason: failures
-                .first()
-                .map_or_else(|| "no connection".into(), describe_io),
-        });
-    }
+        .connect_some(plan.connections, &plan.target)
+        .await?;
     let requests = request_bytes(plan.size, plan.pipeline);
     let start = Instant::now() + plan.warmup;
     let window = Window {
@@ -118,10 +109,10 @@ pub async fn run(plan: &EchoPlan, bar: &ProgressBar) -> Result<EchoOutcome> {
         .collect();
     let (results, (client_cpu, server), ()) = tokio::join!(
         drivers.collect::<Vec<_>>(),
-        measure_costs(window, plan.server_pid),
+        measure_window(window, plan.server_pid),
         progress::show_rate(bar, window, &completed),
     );
-    Ok(summarize(plan, results, failures.len(), client_cpu, server))
+    Ok(summarize(plan, results, failures, client_cpu, server))
 }
 
 /// `pipeline` requests of `size` bytes, each ending in its only newline.
@@ -212,31 +203,6 @@ fn check_prefix(prefix: &[u8], reply: &[u8]) -> io::Result<()> {
             "reply does not start with the expected prefix",
         ))
     }
-}
-
-/// Samples the client's and the server's CPU at the window's start and end.
-async fn measure_costs(window: Window, server_pid: Option<u32>) -> (f64, Option<ServerCost>) {
-    tokio::time::sleep_until(window.start).await;
-    let client_before = ProcessSample::take("self");
-    let server_before = server_pid.and_then(|pid| ProcessSample::take(&pid.to_string()));
-    tokio::time::sleep_until(window.end).await;
-    let client_after = ProcessSample::take("self");
-    let server_after = server_pid.and_then(|pid| ProcessSample::take(&pid.to_string()));
-    let client_cpu = match (client_before, client_after) {
-        (Some(before), Some(after)) => after.cpu_seconds_since(&before),
-        _ => 0.0,
-    };
-    let server = match (server_pid, server_before, server_after) {
-        (Some(pid), Some(before), Some(after)) => Some(ServerCost {
-            pid,
-            cpu_seconds: after.cpu_seconds_since(&before),
-            cpu_us_per_message: None,
-            rss_kib_before: before.rss_kib,
-            rss_kib_after: after.rss_kib,
-        }),
-        _ => None,
-    };
-    (client_cpu, server)
 }
 
 /// Merges the connections' results into the report.

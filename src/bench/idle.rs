@@ -19,7 +19,7 @@ use tokio::time::Instant;
 use crate::bench::dialer::Dialer;
 use crate::bench::procfs::{ProcessSample, listen_overflows};
 use crate::bench::report::{IdleReport, ServerCost};
-use crate::error::{Error, Result, describe_io};
+use crate::error::Result;
 use crate::net::addr::HostPort;
 use crate::net::fd_limit::raise_fd_limit;
 
@@ -58,17 +58,9 @@ pub async fn run(plan: &IdlePlan, bar: &ProgressBar) -> Result<IdleReport> {
     let setup_started = Instant::now();
 
     bar.set_message(format!("opening {} connections", plan.connections));
-    let (opened, connect_failures) = Dialer::new(target, plan.sources)
-        .connect_many(plan.connections)
-        .await;
-    if opened.is_empty() {
-        return Err(Error::Connect {
-            addr: plan.target.to_string(),
-            reason: connect_failures
-                .first()
-                .map_or_else(|| "no connection".into(), describe_io),
-        });
-    }
+    let (opened, _) = Dialer::new(target, plan.sources)
+        .connect_some(plan.connections, &plan.target)
+        .await?;
     bar.set_message("checking every connection is served");
     let established = check_all(opened).await;
     let setup_seconds = setup_started.elapsed().as_secs_f64();
@@ -83,16 +75,7 @@ pub async fn run(plan: &IdlePlan, bar: &ProgressBar) -> Result<IdleReport> {
     let established_count = established.len();
     let alive_after_hold = check_all(established).await.len();
 
-    let server = match (plan.server_pid, server_before, server_after) {
-        (Some(pid), Some(before), Some(after)) => Some(ServerCost {
-            pid,
-            cpu_seconds: after.cpu_seconds_since(&before),
-            cpu_us_per_message: None,
-            rss_kib_before: before.rss_kib,
-            rss_kib_after: after.rss_kib,
-        }),
-        _ => None,
-    };
+    let server = ServerCost::between(plan.server_pid, server_before, server_after);
     let server_bytes_per_connection = server.filter(|_| established_count > 0).map(|cost| {
         cost.rss_kib_after.saturating_sub(cost.rss_kib_before) as f64 * 1024.0
             / established_count as f64

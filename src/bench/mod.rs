@@ -17,10 +17,37 @@ pub mod report;
 
 use hdrhistogram::Histogram;
 
+use echo::Window;
+use procfs::ProcessSample;
+use report::ServerCost;
+
 /// The slowest latency recorded, in microseconds; anything slower is clamped.
 const MAX_LATENCY_US: u64 = 60_000_000;
 
 /// An empty latency histogram: 1 µs to 60 s at three significant digits.
 pub fn latency_histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(1, MAX_LATENCY_US, 3).expect("constant bounds are valid")
+}
+
+/// Samples this process's and the server's CPU at the window's start and end:
+/// the client's CPU seconds and the server's cost (with `server_pid`).
+pub async fn measure_window(window: Window, server_pid: Option<u32>) -> (f64, Option<ServerCost>) {
+    let pid = server_pid.map(|pid| pid.to_string());
+    let sample = || {
+        (
+            ProcessSample::take("self"),
+            pid.as_deref().and_then(ProcessSample::take),
+        )
+    };
+    tokio::time::sleep_until(window.start).await;
+    let (client_before, server_before) = sample();
+    tokio::time::sleep_until(window.end).await;
+    let (client_after, server_after) = sample();
+    let client_cpu = client_before
+        .zip(client_after)
+        .map_or(0.0, |(before, after)| after.cpu_seconds_since(&before));
+    (
+        client_cpu,
+        ServerCost::between(server_pid, server_before, server_after),
+    )
 }

@@ -5,6 +5,8 @@ use std::fmt::Write;
 use hdrhistogram::Histogram;
 use serde::Serialize;
 
+use crate::bench::procfs::ProcessSample;
+
 /// Latency percentiles, in microseconds.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Serialize)]
 pub struct Latency {
@@ -46,6 +48,24 @@ pub struct ServerCost {
     pub rss_kib_before: u64,
     /// Resident memory at the end, KiB.
     pub rss_kib_after: u64,
+}
+
+impl ServerCost {
+    /// The cost of process `pid` between two samples, when both were taken.
+    pub fn between(
+        pid: Option<u32>,
+        before: Option<ProcessSample>,
+        after: Option<ProcessSample>,
+    ) -> Option<Self> {
+        let (pid, before, after) = (pid?, before?, after?);
+        Some(Self {
+            pid,
+            cpu_seconds: after.cpu_seconds_since(&before),
+            cpu_us_per_message: None,
+            rss_kib_before: before.rss_kib,
+            rss_kib_after: after.rss_kib,
+        })
+    }
 }
 
 /// The result of `bench echo`.

@@ -159,6 +159,19 @@ pub struct Mailbox {
     pub traffic: Arc<Traffic>,
 }
 
+impl Mailbox {
+    /// Moves events already queued onto `events`, until it holds `max`: a
+    /// transport writes them in one go instead of one wake-up each.
+    pub fn take_queued(&mut self, events: &mut Vec<Arc<Outgoing>>, max: usize) {
+        while events.len() < max {
+            match self.events.try_recv() {
+                Ok(next) => events.push(next),
+                Err(_) => break,
+            }
+        }
+    }
+}
+
 /// The result of joining a room.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Joined {

@@ -279,12 +279,7 @@ impl LineConnection {
     /// replies and the events it caused arrive in order), in one write, giving
     /// up if the connection is kicked meanwhile.
     async fn send(&mut self, mut events: Vec<Arc<Outgoing>>) -> Result<()> {
-        while events.len() < MAX_BATCH {
-            match self.mailbox.events.try_recv() {
-                Ok(next) => events.push(next),
-                Err(_) => break,
-            }
-        }
+        self.mailbox.take_queued(&mut events, MAX_BATCH);
         let bytes = self.encode(&events);
         if bytes.is_empty() {
             return Ok(());

@@ -224,12 +224,7 @@ impl WsConnection {
     /// Sends `events` and whatever is queued already, one message each, one
     /// flush for all; gives up if the connection is kicked meanwhile.
     async fn send(&mut self, mut events: Vec<Arc<Outgoing>>) -> Result<()> {
-        while events.len() < MAX_BATCH {
-            match self.mailbox.events.try_recv() {
-                Ok(next) => events.push(next),
-                Err(_) => break,
-            }
-        }
+        self.mailbox.take_queued(&mut events, MAX_BATCH);
         let mut sent = 0;
         let socket = &mut self.socket;
         let write = async {
