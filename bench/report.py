@@ -276,6 +276,8 @@ switchboard (`switchboard echo`) relative to the Node tutorial server:
 `switchboard bench chat`: subscribers and publishers in one room over the line
 protocol, publishers spread so none exceeds 15 messages/s; latency is from the
 publisher's scheduled send time (in the text) to the subscriber reading it.
+"lost" counts deliveries of messages sent in the window that had not arrived
+2 s after it ended: for a saturated server that is late, not necessarily dropped.
 
 {chat_table(chat)}
 
