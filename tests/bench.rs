@@ -272,3 +272,19 @@ fn chat_mode_refuses_bad_input() {
     );
     assert_one_line_error(&output, &format!("could not connect to {addr}"));
 }
+
+#[test]
+fn idle_mode_holds_websockets_to_the_chat_hub() {
+    let server = Server::start(&["serve"]);
+    let pid = server.pid().to_string();
+    let url = format!("ws://127.0.0.1:{}/ws", server.port);
+    let report = bench_json(&[
+        "bench", "idle", &url, "--conns", "100", "--hold", "0.2", "--pid", &pid,
+    ]);
+    assert_eq!(report["established"], 100, "{report}");
+    assert_eq!(report["alive_after_hold"], 100, "{report}");
+    assert!(
+        report["server_bytes_per_connection"].as_f64().is_some(),
+        "{report}"
+    );
+}

@@ -1,20 +1,25 @@
 //! `bench idle`: open many connections, check each is served, hold them quiet,
 //! and report what they cost the server in memory.
 //!
-//! Each connection sends one newline and waits for it to come back before it
-//! counts as established, so the server has really accepted and served it
-//! (a connect completes in the kernel's backlog before the server accepts).
+//! A raw connection sends one newline and waits for it to come back before it
+//! counts as established (a connect completes in the kernel's backlog before
+//! the server accepts); a WebSocket (`ws://` target) completes its handshake
+//! and waits for the server's first message, and is checked after the hold
+//! with a ping.
 //! The server's memory is read after the hold, before the connections are
 //! checked again.
 
 use std::io;
 use std::time::Duration;
 
-use futures_util::{StreamExt, stream};
+use futures_util::{SinkExt, StreamExt, stream};
 use indicatif::ProgressBar;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
 use crate::bench::dialer::Dialer;
 use crate::bench::procfs::{ProcessSample, listen_overflows};
@@ -42,6 +47,14 @@ pub struct IdlePlan {
     pub server_pid: Option<u32>,
     /// How many loopback source addresses to spread connections over.
     pub sources: usize,
+    /// A `ws://` URL to open WebSockets to instead of raw TCP connections.
+    pub web_socket: Option<String>,
+}
+
+/// A connection being held: raw TCP to an echo server, or a WebSocket.
+enum Held {
+    Tcp(TcpStream),
+    Ws(Box<WebSocketStream<TcpStream>>),
 }
 
 /// Runs the benchmark, showing progress on `bar`.
@@ -58,11 +71,22 @@ pub async fn run(plan: &IdlePlan, bar: &ProgressBar) -> Result<IdleReport> {
     let setup_started = Instant::now();
 
     bar.set_message(format!("opening {} connections", plan.connections));
-    let (opened, _) = Dialer::new(target, plan.sources)
-        .connect_some(plan.connections, &plan.target)
-        .await?;
-    bar.set_message("checking every connection is served");
-    let established = check_all(opened).await;
+    let dialer = Dialer::new(target, plan.sources);
+    let established = match &plan.web_socket {
+        // Connect and upgrade in one step: a connection that waited 250 ms
+        // before its request would be greeted as a line client.
+        Some(url) => {
+            let handshakes = (0..plan.connections)
+                .map(|index| Handshake(&dialer, index, url))
+                .collect();
+            check_all(handshakes).await
+        }
+        None => {
+            let (opened, _) = dialer.connect_some(plan.connections, &plan.target).await?;
+            bar.set_message("checking every connection is served");
+            check_all(opened.into_iter().map(Held::Tcp).collect()).await
+        }
+    };
     let setup_seconds = setup_started.elapsed().as_secs_f64();
     let listen_overflows = listen_overflows()
         .zip(overflows_before)
@@ -95,18 +119,80 @@ pub async fn run(plan: &IdlePlan, bar: &ProgressBar) -> Result<IdleReport> {
     })
 }
 
-/// Checks every connection with one echoed newline; keeps those that answer.
-async fn check_all(connections: Vec<TcpStream>) -> Vec<TcpStream> {
+/// Something that can be checked for being served.
+trait Checkable: Sized {
+    /// Proves the server serves it (and completes a WebSocket handshake first).
+    async fn check(self) -> io::Result<Held>;
+}
+
+/// Connection number `.1` still to be opened and upgraded to a WebSocket at `.2`.
+struct Handshake<'a>(&'a Dialer, usize, &'a str);
+
+impl Checkable for Held {
+    async fn check(self) -> io::Result<Held> {
+        match self {
+            Self::Tcp(stream) => check_echo(stream).await.map(Self::Tcp),
+            Self::Ws(ws) => check_pong(*ws).await.map(|ws| Self::Ws(Box::new(ws))),
+        }
+    }
+}
+
+impl Checkable for Handshake<'_> {
+    async fn check(self) -> io::Result<Held> {
+        let Self(dialer, index, url) = self;
+        let stream = dialer.connect(index).await?;
+        // Small buffers: the client holds thousands of these.
+        let config = WebSocketConfig::default()
+            .read_buffer_size(4096)
+            .write_buffer_size(0);
+        let handshake = async {
+            let (mut ws, _) =
+                tokio_tungstenite::client_async_with_config(url, stream, Some(config))
+                    .await
+                    .map_err(io::Error::other)?;
+            // The server speaks first (its welcome): the connection is served.
+            match ws.next().await {
+                Some(Ok(_)) => Ok(Held::Ws(Box::new(ws))),
+                _ => Err(io::Error::from(io::ErrorKind::UnexpectedEof)),
+            }
+        };
+        tokio::time::timeout(CHECK_TIMEOUT, handshake)
+            .await
+            .map_err(|_| io::Error::from(io::ErrorKind::TimedOut))?
+    }
+}
+
+/// Checks every connection; keeps those that answer.
+async fn check_all<C: Checkable>(connections: Vec<C>) -> Vec<Held> {
     stream::iter(connections)
-        .map(check)
+        .map(Checkable::check)
         .buffer_unordered(CHECKS_IN_FLIGHT)
         .filter_map(|checked| async move { checked.ok() })
         .collect()
         .await
 }
 
+/// Sends a ping and waits for its pong.
+async fn check_pong(mut ws: WebSocketStream<TcpStream>) -> io::Result<WebSocketStream<TcpStream>> {
+    let exchange = async {
+        ws.send(Message::Ping(Vec::new().into()))
+            .await
+            .map_err(io::Error::other)?;
+        while let Some(message) = ws.next().await {
+            if matches!(message.map_err(io::Error::other)?, Message::Pong(_)) {
+                return Ok(());
+            }
+        }
+        Err(io::Error::from(io::ErrorKind::UnexpectedEof))
+    };
+    tokio::time::timeout(CHECK_TIMEOUT, exchange)
+        .await
+        .map_err(|_| io::Error::from(io::ErrorKind::TimedOut))??;
+    Ok(ws)
+}
+
 /// Sends a newline and waits for one to come back.
-async fn check(mut stream: TcpStream) -> io::Result<TcpStream> {
+async fn check_echo(mut stream: TcpStream) -> io::Result<TcpStream> {
     let exchange = async {
         stream.write_all(b"\n").await?;
         let mut buf = [0; 256];

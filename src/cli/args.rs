@@ -236,8 +236,8 @@ pub struct BenchEchoArgs {
 /// `switchboard bench idle`.
 #[derive(Debug, Args)]
 pub struct BenchIdleArgs {
-    /// The echo server, as HOST:PORT.
-    #[arg(value_name = "ADDR")]
+    /// An echo server as HOST:PORT, or a ws:// URL to hold WebSockets to.
+    #[arg(value_name = "ADDR|URL")]
     pub addr: String,
 
     /// Connections to open.

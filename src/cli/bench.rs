@@ -5,6 +5,7 @@ use anyhow::{Context, bail};
 use super::args::{BenchArgs, BenchChatArgs, BenchCommon, BenchEchoArgs, BenchIdleArgs, BenchMode};
 use super::{seconds, write_stdout};
 use switchboard::bench::{chat, echo, idle, plot, progress};
+use switchboard::client::connect::{Target, web_socket_endpoint};
 use switchboard::hub::names::RoomName;
 use switchboard::net::addr::HostPort;
 
@@ -106,8 +107,13 @@ async fn run_idle(args: BenchIdleArgs) -> anyhow::Result<()> {
     if args.conns == 0 {
         bail!("--conns must be at least 1");
     }
+    let (target, web_socket) = match Target::parse(&args.addr)? {
+        Target::Tcp(target) => (target, None),
+        Target::WebSocket(url) => (web_socket_endpoint(&url)?, Some(url)),
+    };
     let plan = idle::IdlePlan {
-        target: HostPort::parse_remote(&args.addr)?,
+        target,
+        web_socket,
         connections: args.conns,
         hold: seconds("hold", args.hold, true)?,
         server_pid: checked_pid(&args.common)?,

@@ -166,7 +166,10 @@ async fn print_message<O: AsyncWrite + Unpin>(message: &Message, output: &mut O)
 }
 
 /// The host and port a WebSocket URL points at.
-fn web_socket_endpoint(url: &str) -> Result<HostPort> {
+///
+/// # Errors
+/// [`Error::InvalidAddress`] for a URL that is not a WebSocket URL with a host.
+pub fn web_socket_endpoint(url: &str) -> Result<HostPort> {
     let invalid = |reason| Error::InvalidAddress {
         input: url.to_string(),
         reason,
