@@ -389,3 +389,38 @@ fn websocket_abuse_is_answered_per_the_rfc_and_harms_nobody() {
     bystander.send("still fine");
     bystander.expect_past_notices("[#lobby] bystander: still fine");
 }
+
+#[test]
+fn shutdown_closes_websockets_with_going_away_and_exits_zero() {
+    let server = Server::start(&["serve"]);
+    let port = server.port;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let mut ws = runtime.block_on(async move {
+        let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://127.0.0.1:{port}/ws"))
+            .await
+            .unwrap();
+        let welcome = ws.next().await.unwrap().unwrap();
+        assert!(
+            welcome.to_text().unwrap().contains("\"welcome\""),
+            "{welcome}"
+        );
+        ws
+    });
+    let status = server.terminate();
+    assert!(status.success(), "{status}");
+    let close = runtime.block_on(async move {
+        loop {
+            match ws.next().await {
+                Some(Ok(Message::Close(frame))) => return frame,
+                Some(Ok(_)) => continue,
+                other => panic!("no close frame: {other:?}"),
+            }
+        }
+    });
+    let frame = close.expect("a close frame with a code");
+    assert_eq!(u16::from(frame.code), 1001);
+    assert_eq!(frame.reason.as_str(), "server shutting down");
+}

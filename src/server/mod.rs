@@ -10,6 +10,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use axum::Router;
 use metrics_exporter_prometheus::PrometheusHandle;
@@ -51,12 +52,14 @@ pub async fn run(
     options: ServeOptions,
     shutdown: CancellationToken,
 ) {
+    let sessions = TaskTracker::new();
     let app = http::router(
         AppState {
             hub: hub.clone(),
             ws: Arc::new(options.ws),
             shutdown: shutdown.clone(),
             metrics: options.metrics,
+            sessions: sessions.clone(),
         },
         &options.http,
     );
@@ -81,6 +84,17 @@ pub async fn run(
         }
     })
     .await;
+    // WebSocket sessions outlive the HTTP exchange that upgraded them.
+    sessions.close();
+    if tokio::time::timeout(accept::SHUTDOWN_GRACE, sessions.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            "{} WebSocket sessions did not close in time",
+            sessions.len()
+        );
+    }
 }
 
 /// What the transports need, shared by every connection.

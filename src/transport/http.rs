@@ -26,6 +26,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 use tower::ServiceExt;
 
 use crate::error::{Error, Result};
@@ -61,6 +62,9 @@ pub struct AppState {
     pub shutdown: CancellationToken,
     /// Renders `/metrics`.
     pub metrics: Option<PrometheusHandle>,
+    /// WebSocket sessions: axum spawns them, this owns them, so shutdown
+    /// waits for them like for every other connection.
+    pub sessions: TaskTracker,
 }
 
 /// The application: every route, with JSON errors for the rest.
