@@ -6,7 +6,6 @@
 //! `GET /api/connections` (the file-descriptor diary), `GET /ws`.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::Json;
 use axum::Router;
@@ -18,8 +17,6 @@ use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use hyper::body::Incoming;
-use hyper::server::conn::http1;
-use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use metrics_exporter_prometheus::PrometheusHandle;
 use serde::Deserialize;
@@ -34,15 +31,12 @@ use crate::hub::names::{Nick, RoomName};
 use crate::hub::session::{DEFAULT_HISTORY, MAX_HISTORY};
 use crate::hub::{Hub, HubError};
 use crate::net::accept::Peer;
-use crate::net::websocket::{Refusal, check_upgrade};
+use crate::net::websocket::{Refusal, check_upgrade, serve_http1};
 use crate::protocol::json::message;
 use crate::transport::ws::{self, JoinQuery, WsConfig};
 
 /// The browser chat page, built into the binary.
 const PAGE: &str = include_str!("../../web/index.html");
-
-/// How long a client gets to send its request head.
-const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// HTTP limits.
 #[derive(Clone, Debug)]
@@ -103,11 +97,7 @@ pub async fn serve(stream: TcpStream, peer: Peer, app: Router) -> Result<()> {
             request
         },
     ));
-    http1::Builder::new()
-        .timer(TokioTimer::new())
-        .header_read_timeout(HEADER_TIMEOUT)
-        .serve_connection(TokioIo::new(stream), service)
-        .with_upgrades()
+    serve_http1(stream, service)
         .await
         .map_err(|err| Error::WebSocket {
             context: "http".into(),
@@ -286,12 +276,16 @@ async fn web_socket(
         );
     };
     let config = Arc::clone(&state.ws);
+    // Counted from now (an upgrade in flight too) until the session ends, so
+    // shutdown waits for it even though axum spawns it.
+    let tracked = state.sessions.token();
     upgrade
         .read_buffer_size(config.read_buffer)
         .write_buffer_size(0)
         .max_message_size(config.max_message)
         .max_frame_size(config.max_message)
         .on_upgrade(move |socket| async move {
+            let _tracked = tracked;
             if let Err(err) = ws::serve(socket, peer, state.hub, config, join, state.shutdown).await
             {
                 tracing::debug!("{peer}: {err}");
