@@ -8,7 +8,7 @@ use std::thread;
 
 use serde_json::{Value, json};
 
-use crate::util::{LineClient, Server};
+use crate::util::{LineClient, Server, runtime};
 
 /// A line client switched to the JSON protocol.
 struct JsonClient {
@@ -326,10 +326,7 @@ fn five_senders_times_a_thousand_arrive_once_in_id_order_for_every_member() {
 fn five_thousand_line_clients_in_one_room_all_get_a_message() {
     let server = Server::start(&["serve"]);
     let port = server.port;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let runtime = runtime();
     let delivered = runtime.block_on(async move {
         use futures_util::{StreamExt, stream};
         use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};

@@ -10,7 +10,7 @@ use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 
-use crate::util::{LineClient, Server, repo_file, run, stdout, tool};
+use crate::util::{LineClient, Server, repo_file, run, runtime, stdout, tool};
 
 /// Runs curl against the server; returns the status code and the body.
 fn curl(server: &Server, args: &[&str]) -> (u16, String) {
@@ -228,10 +228,7 @@ fn websocket_clients_from_python_and_node_chat_with_nc_and_curl() {
 fn a_dropped_websocket_recovers_with_since_missing_nothing_and_doubling_nothing() {
     let server = Server::start(&["serve"]);
     let port = server.port;
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let runtime = runtime();
     runtime.block_on(async move {
         let say = |n: u32| format!(r#"{{"from":"bot","text":"m{n}"}}"#);
         let (mut ws, _) = tokio_tungstenite::connect_async(format!(
@@ -394,10 +391,7 @@ fn websocket_abuse_is_answered_per_the_rfc_and_harms_nobody() {
 fn shutdown_closes_websockets_with_going_away_and_exits_zero() {
     let server = Server::start(&["serve"]);
     let port = server.port;
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let runtime = runtime();
     let mut ws = runtime.block_on(async move {
         let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://127.0.0.1:{port}/ws"))
             .await
@@ -409,9 +403,8 @@ fn shutdown_closes_websockets_with_going_away_and_exits_zero() {
         );
         ws
     });
-    let status = server.terminate();
-    assert!(status.success(), "{status}");
-    let close = runtime.block_on(async move {
+    // The client keeps reading, as a live one does, so it answers the close.
+    let reader = runtime.spawn(async move {
         loop {
             match ws.next().await {
                 Some(Ok(Message::Close(frame))) => return frame,
@@ -420,6 +413,9 @@ fn shutdown_closes_websockets_with_going_away_and_exits_zero() {
             }
         }
     });
+    let status = server.terminate();
+    assert!(status.success(), "{status}");
+    let close = runtime.block_on(reader).expect("the reader finished");
     let frame = close.expect("a close frame with a code");
     assert_eq!(u16::from(frame.code), 1001);
     assert_eq!(frame.reason.as_str(), "server shutting down");

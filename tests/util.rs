@@ -387,3 +387,11 @@ impl LineClient {
         &self.writer
     }
 }
+
+/// A tokio runtime for a test that drives async clients (tokio-tungstenite, …).
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime")
+}

@@ -28,8 +28,28 @@ use crate::error::{Error, Result};
 /// A server-side WebSocket over an upgraded HTTP connection.
 pub type ServerSocket = WebSocketStream<TokioIo<Upgraded>>;
 
-/// How long a client gets to send its request head.
-const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a client gets to send its request head (SPEC 5.5: within 10 s).
+pub const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Serves HTTP/1.1 on one connection with `service`, allowing upgrades and
+/// giving the client [`HEADER_TIMEOUT`] for each request head.
+///
+/// # Errors
+/// hyper's error when the exchange fails (malformed request, slow head, …).
+pub async fn serve_http1<S>(stream: TcpStream, service: S) -> Result<(), hyper::Error>
+where
+    S: hyper::service::HttpService<Incoming>,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    S::ResBody: 'static,
+    <S::ResBody as hyper::body::Body>::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_TIMEOUT)
+        .serve_connection(TokioIo::new(stream), service)
+        .with_upgrades()
+        .await
+}
 
 /// Why a request is not a WebSocket handshake we accept.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -142,11 +162,7 @@ pub async fn accept(stream: TcpStream, config: WebSocketConfig) -> Result<Option
             Ok::<_, std::convert::Infallible>(response)
         }
     });
-    http1::Builder::new()
-        .timer(TokioTimer::new())
-        .header_read_timeout(HEADER_TIMEOUT)
-        .serve_connection(TokioIo::new(stream), service)
-        .with_upgrades()
+    serve_http1(stream, service)
         .await
         .map_err(|err| http_error(&err))?;
     let Ok(on_upgrade) = upgraded_rx.await else {
