@@ -1,5 +1,6 @@
 //! Every failure a user can cause ends in one `error: …` line and a non-zero exit.
 
+use std::io::Read;
 use std::net::TcpListener;
 
 use crate::util::{assert_one_line_error, closed_port, run_switchboard};
@@ -126,7 +127,11 @@ fn a_server_that_closes_without_replying() {
     let rude = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = rude.local_addr().unwrap().to_string();
     let closer = std::thread::spawn(move || {
-        let (stream, _) = rude.accept().unwrap();
+        let (mut stream, _) = rude.accept().unwrap();
+        // Read the request first: closing with unread bytes would send a
+        // reset instead of an orderly end of stream.
+        let mut request = [0u8; 6];
+        stream.read_exact(&mut request).unwrap();
         drop(stream);
     });
     let output = run_switchboard(&["send", &addr, "hello?"], b"");
