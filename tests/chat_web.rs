@@ -162,7 +162,10 @@ fn http_errors_are_json_with_the_right_status() {
             ),
             (400, "bad_query"),
         ),
-        (curl(&server, &[&url(&server, "/ws")]), (400, "bad_upgrade")),
+        (
+            curl(&server, &[&url(&server, "/ws")]),
+            (426, "upgrade_required"),
+        ),
     ] {
         assert_eq!(error_code(result), (expected.0, expected.1.to_string()));
     }

@@ -4,8 +4,7 @@
 //! A raw connection sends one newline and waits for it to come back before it
 //! counts as established (a connect completes in the kernel's backlog before
 //! the server accepts); a WebSocket (`ws://` target) completes its handshake
-//! and waits for the server's first message, and is checked after the hold
-//! with a ping.
+//! and gets a pong for a ping, before and after the hold.
 //! The server's memory is read after the hold, before the connections are
 //! checked again.
 
@@ -146,19 +145,17 @@ impl Checkable for Handshake<'_> {
             .read_buffer_size(4096)
             .write_buffer_size(0);
         let handshake = async {
-            let (mut ws, _) =
-                tokio_tungstenite::client_async_with_config(url, stream, Some(config))
-                    .await
-                    .map_err(io::Error::other)?;
-            // The server speaks first (its welcome): the connection is served.
-            match ws.next().await {
-                Some(Ok(_)) => Ok(Held::Ws(Box::new(ws))),
-                _ => Err(io::Error::from(io::ErrorKind::UnexpectedEof)),
-            }
+            let (ws, _) = tokio_tungstenite::client_async_with_config(url, stream, Some(config))
+                .await
+                .map_err(io::Error::other)?;
+            Ok::<_, io::Error>(ws)
         };
-        tokio::time::timeout(CHECK_TIMEOUT, handshake)
+        let ws = tokio::time::timeout(CHECK_TIMEOUT, handshake)
             .await
-            .map_err(|_| io::Error::from(io::ErrorKind::TimedOut))?
+            .map_err(|_| io::Error::from(io::ErrorKind::TimedOut))??;
+        // A pong proves the connection is served, whether or not the
+        // server speaks first (a chat hub's welcome, an echo's silence).
+        check_pong(ws).await.map(|ws| Held::Ws(Box::new(ws)))
     }
 }
 

@@ -47,8 +47,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
 }
 
 /// Read buffer per WebSocket connection: small, so 10,000 idle ones stay cheap
-/// (tungstenite's default is 128 KiB each).
-const WS_READ_BUFFER: usize = 2 * 1024;
+/// (tungstenite's default is 128 KiB each). A chat message fits in one read;
+/// tungstenite reads a bigger one in steps of this size.
+const WS_READ_BUFFER: usize = 512;
 
 /// `switchboard serve`.
 async fn run_serve(args: ServeArgs) -> anyhow::Result<()> {

@@ -63,31 +63,41 @@ pub enum Refusal {
 }
 
 impl Refusal {
-    /// The HTTP response that tells the client what was wrong.
-    fn response(self) -> Response<Full<Bytes>> {
-        let (status, text) = match self {
+    /// The status to answer with and why, for a body in the caller's format.
+    pub fn status_and_reason(self) -> (StatusCode, &'static str) {
+        match self {
             Self::NotAnUpgrade => (
                 StatusCode::UPGRADE_REQUIRED,
-                "this endpoint speaks WebSocket; connect with a WebSocket client\n",
+                "this endpoint speaks WebSocket; connect with a WebSocket client",
             ),
             Self::UnsupportedVersion => (
                 StatusCode::UPGRADE_REQUIRED,
-                "unsupported Sec-WebSocket-Version; this server speaks version 13\n",
+                "unsupported Sec-WebSocket-Version; this server speaks version 13",
             ),
             Self::BadKey => (
                 StatusCode::BAD_REQUEST,
-                "missing or malformed Sec-WebSocket-Key\n",
+                "missing or malformed Sec-WebSocket-Key",
             ),
-        };
-        let mut response = Response::new(Full::new(Bytes::from_static(text.as_bytes())));
-        *response.status_mut() = status;
-        let headers = response.headers_mut();
-        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+        }
+    }
+
+    /// The headers that tell a client which upgrade this server speaks.
+    pub fn advertise(headers: &mut HeaderMap) {
         headers.insert(
             header::SEC_WEBSOCKET_VERSION,
             HeaderValue::from_static("13"),
         );
         headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+    }
+
+    /// The plain-text HTTP response that tells the client what was wrong.
+    fn response(self) -> Response<Full<Bytes>> {
+        let (status, reason) = self.status_and_reason();
+        let mut response = Response::new(Full::new(Bytes::from(format!("{reason}\n"))));
+        *response.status_mut() = status;
+        let headers = response.headers_mut();
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+        Self::advertise(headers);
         response
     }
 }
@@ -169,13 +179,17 @@ pub async fn accept(stream: TcpStream, config: WebSocketConfig) -> Result<Option
         return Ok(None);
     };
     let upgraded = on_upgrade.await.map_err(|err| http_error(&err))?;
-    let socket =
-        WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(config)).await;
-    Ok(Some(socket))
+    Ok(Some(server_socket(upgraded, config).await))
 }
 
-/// The `101 Switching Protocols` response completing a handshake.
-fn switching_protocols(accept_key: &str) -> Response<Full<Bytes>> {
+/// The WebSocket over a connection the `101` response has upgraded.
+pub async fn server_socket(upgraded: Upgraded, config: WebSocketConfig) -> ServerSocket {
+    WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(config)).await
+}
+
+/// The `101 Switching Protocols` response completing a handshake whose
+/// `Sec-WebSocket-Accept` is `accept_key` (from [`check_upgrade`]).
+pub fn switching_protocols(accept_key: &str) -> Response<Full<Bytes>> {
     let mut response = Response::new(Full::new(Bytes::new()));
     *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
     let headers = response.headers_mut();

@@ -9,11 +9,10 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::Router;
+use axum::body::Body;
 use axum::extract::rejection::{JsonRejection, QueryRejection};
-use axum::extract::ws::WebSocketUpgrade;
-use axum::extract::ws::rejection::WebSocketUpgradeRejection;
-use axum::extract::{DefaultBodyLimit, Extension, Path, Query, State};
-use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::extract::{DefaultBodyLimit, Extension, Path, Query, Request, State};
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use hyper::body::Incoming;
@@ -22,6 +21,7 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tower::ServiceExt;
@@ -31,7 +31,9 @@ use crate::hub::names::{Nick, RoomName};
 use crate::hub::session::{DEFAULT_HISTORY, MAX_HISTORY};
 use crate::hub::{Hub, HubError};
 use crate::net::accept::Peer;
-use crate::net::websocket::{Refusal, check_upgrade, serve_http1};
+use crate::net::websocket::{
+    Refusal, check_upgrade, serve_http1, server_socket, switching_protocols,
+};
 use crate::protocol::json::message;
 use crate::transport::ws::{self, JoinQuery, WsConfig};
 
@@ -249,24 +251,20 @@ async fn connections(State(state): State<AppState>) -> Json<Value> {
 }
 
 /// `GET /ws?nick=N&room=R&since=ID`: upgrade to the JSON protocol.
+///
+/// The upgrade is done here rather than by axum's `WebSocketUpgrade`, whose
+/// spawned task keeps the whole handshake's state for the connection's life:
+/// a short handshake task builds the session and hands it to a task of its
+/// own, so an idle WebSocket costs only what its session needs.
 async fn web_socket(
     State(state): State<AppState>,
     Extension(peer): Extension<Peer>,
-    headers: HeaderMap,
     query: std::result::Result<Query<JoinQuery>, QueryRejection>,
-    upgrade: std::result::Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+    mut request: Request,
 ) -> Response {
-    // axum does not check the key's form; RFC 6455 asks for base64 of 16 bytes.
-    if let Err(Refusal::BadKey) = check_upgrade(&Method::GET, &headers) {
-        return api_error(
-            StatusCode::BAD_REQUEST,
-            "bad_upgrade",
-            "missing or malformed Sec-WebSocket-Key",
-        );
-    }
-    let upgrade = match upgrade {
-        Ok(upgrade) => upgrade,
-        Err(rejection) => return upgrade_rejection(&rejection),
+    let accept_key = match check_upgrade(request.method(), request.headers()) {
+        Ok(accept_key) => accept_key,
+        Err(refusal) => return upgrade_refusal(refusal),
     };
     let Ok(Query(join)) = query else {
         return api_error(
@@ -275,41 +273,49 @@ async fn web_socket(
             "since must be a non-negative integer",
         );
     };
-    let config = Arc::clone(&state.ws);
-    // Counted from now (an upgrade in flight too) until the session ends, so
-    // shutdown waits for it even though axum spawns it.
-    let tracked = state.sessions.token();
-    upgrade
-        .read_buffer_size(config.read_buffer)
-        .write_buffer_size(0)
-        .max_message_size(config.max_message)
-        .max_frame_size(config.max_message)
-        .on_upgrade(move |socket| async move {
-            let _tracked = tracked;
-            if let Err(err) = ws::serve(socket, peer, state.hub, config, join, state.shutdown).await
-            {
-                tracing::debug!("{peer}: {err}");
-            }
-        })
+    let on_upgrade = hyper::upgrade::on(&mut request);
+    let AppState {
+        hub,
+        ws: config,
+        shutdown,
+        sessions,
+        ..
+    } = state;
+    let tracker = sessions.clone();
+    let handshake = async move {
+        let upgraded = match on_upgrade.await {
+            Ok(upgraded) => upgraded,
+            Err(err) => return tracing::debug!("{peer}: upgrade failed: {err}"),
+        };
+        let socket = server_socket(upgraded, frame_limits(&config)).await;
+        let session = ws::serve(socket, peer, hub, config, join, shutdown);
+        sessions.spawn(session);
+    };
+    // Tracked from now (an upgrade in flight too) until the session ends,
+    // so shutdown waits for it like for every other connection.
+    tracker.spawn(handshake);
+    switching_protocols(&accept_key).map(Body::new)
 }
 
-/// A failed upgrade, answered as RFC 6455 asks: 426 with our version for a
-/// wrong `Sec-WebSocket-Version`, 400 for the rest.
-fn upgrade_rejection(rejection: &WebSocketUpgradeRejection) -> Response {
-    if matches!(
-        rejection,
-        WebSocketUpgradeRejection::InvalidWebSocketVersionHeader(_)
-    ) {
-        let mut response = api_error(
-            StatusCode::UPGRADE_REQUIRED,
-            "bad_websocket_version",
-            "unsupported Sec-WebSocket-Version; this server speaks version 13",
-        );
-        response.headers_mut().insert(
-            header::SEC_WEBSOCKET_VERSION,
-            HeaderValue::from_static("13"),
-        );
-        return response;
-    }
-    api_error(rejection.status(), "bad_upgrade", rejection.body_text())
+/// The frame limits and buffer sizes of a WebSocket session.
+fn frame_limits(config: &WsConfig) -> WebSocketConfig {
+    WebSocketConfig::default()
+        .read_buffer_size(config.read_buffer)
+        .write_buffer_size(0)
+        .max_message_size(Some(config.max_message))
+        .max_frame_size(Some(config.max_message))
+}
+
+/// A refused upgrade, answered as RFC 6455 asks (426 with our version for
+/// plain HTTP or another version, 400 for a bad key), with a JSON body.
+fn upgrade_refusal(refusal: Refusal) -> Response {
+    let (status, reason) = refusal.status_and_reason();
+    let code = match refusal {
+        Refusal::NotAnUpgrade => "upgrade_required",
+        Refusal::UnsupportedVersion => "bad_websocket_version",
+        Refusal::BadKey => "bad_upgrade",
+    };
+    let mut response = api_error(status, code, reason);
+    Refusal::advertise(response.headers_mut());
+    response
 }
