@@ -159,7 +159,7 @@ def ratio_table(echo, subject, references, cases):
 
 
 def targets(echo, chat, idle):
-    """Each benchmark target of issues 3 and 4, with the measured value and whether it was met."""
+    """Each benchmark target of issues 3, 4 and 5, with the measured value and whether it was met."""
     rows = []
 
     def check(name, value, ok):
@@ -202,17 +202,23 @@ def targets(echo, chat, idle):
             f"{s['established']:,} established, listen overflows {s.get('listen_overflows')}",
             lost == 0 and not s.get("listen_overflows"),
         )
-    if "switchboard-chat" in chat:
-        s = chat_median(chat["switchboard-chat"])
-        label = f"chat {s['subscribers']:,} subscribers × {s['offered_per_sec']:.0f} msg/s"
+    for suffix, transport in (("", "line"), ("-ws", "WebSocket")):
+        if f"switchboard-chat{suffix}" not in chat:
+            continue
+        s = chat_median(chat[f"switchboard-chat{suffix}"])
+        label = f"chat ({transport}) {s['subscribers']:,} subscribers × {s['offered_per_sec']:.0f} msg/s"
         check(f"{label}: nothing lost, nothing out of order", f"lost {s['lost']}, out of order {s['out_of_order']}",
               s["lost"] == 0 and s["out_of_order"] == 0)
         check(f"{label}: p99 delivery < 20 ms (median run)", us(s["latency"]["p99_us"]), s["latency"]["p99_us"] < 20_000)
-        if "node-chat" in chat:
-            n = chat_median(chat["node-chat"])
+        if f"node-chat{suffix}" in chat:
+            n = chat_median(chat[f"node-chat{suffix}"])
             sc, nc = cpu_per_message(s), cpu_per_message(n)
             if sc is not None and nc:
                 check(f"{label}: server CPU per delivery ≤ 1/3 of Node's", f"{sc:.2f} vs {nc:.2f} µs ({sc / nc:.2f}x)", sc <= nc / 3)
+    s = idle.get("switchboard-chat-ws")
+    if s and s.get("server_bytes_per_connection") is not None:
+        per = s["server_bytes_per_connection"]
+        check(f"{s['requested']:,} idle WebSockets on `serve`: ≤ 2 KiB server memory each", f"{per:,.0f} B", per <= 2048)
     return "\n".join(["| target | measured | |", "|---|---|---|", *rows])
 
 
@@ -251,7 +257,7 @@ a difference under ~10 %. "server CPU/msg" is the server's user+system CPU time
 per reply over the measured window (from `/proc/PID/stat`); it does not depend
 on which side saturates first.
 
-## Targets (issues 3 and 4)
+## Targets (issues 3, 4 and 5)
 
 {targets(echo, chat, idle)}
 
@@ -274,7 +280,8 @@ switchboard (`switchboard echo`) relative to the Node tutorial server:
 ## Chat fan-out (`switchboard serve` against the Node `ws` reference hub)
 
 `switchboard bench chat`: subscribers and publishers in one room over the line
-protocol, publishers spread so none exceeds 15 messages/s; latency is from the
+protocol (rows ending `-ws`: WebSockets at `/ws` speaking JSON), publishers
+spread so none exceeds 15 messages/s; latency is from the
 publisher's scheduled send time (in the text) to the subscriber reading it.
 "lost" counts deliveries of messages sent in the window that had not arrived
 2 s after it ended: for a saturated server that is late, not necessarily dropped.

@@ -113,15 +113,27 @@ for conns in 1 50 500; do
 done
 for _ in $(seq "$ROUNDS"); do
   for name in "${CHAT_SERVERS[@]}"; do
-    start_server "$name"
-    record "$name" chat "127.0.0.1:$PORT" --subscribers "$CHAT_SUBSCRIBERS" --rate "$CHAT_RATE" \
-      --duration "$DURATION" --warmup "$WARMUP"
-    stop_server
+    for transport in line ws; do
+      start_server "$name"
+      if [ "$transport" = ws ]; then
+        target="ws://127.0.0.1:$PORT/ws" label="$name-ws"
+      else
+        target="127.0.0.1:$PORT" label="$name"
+      fi
+      record "$label" chat "$target" --subscribers "$CHAT_SUBSCRIBERS" --rate "$CHAT_RATE" \
+        --duration "$DURATION" --warmup "$WARMUP"
+      stop_server
+    done
   done
 done
 for name in "${RAW_SERVERS[@]}"; do
   start_server "$name"
   record "$name" idle "127.0.0.1:$PORT" --conns "$IDLE_CONNS" --hold "$IDLE_HOLD"
+  stop_server
+done
+for name in "${CHAT_SERVERS[@]}"; do
+  start_server "$name"
+  record "$name-ws" idle "ws://127.0.0.1:$PORT/ws" --conns "$IDLE_CONNS" --hold "$IDLE_HOLD"
   stop_server
 done
 

@@ -198,11 +198,23 @@ fn bad_bench_input_gets_one_error_line() {
 #[test]
 fn chat_mode_counts_every_delivery_in_order() {
     let server = Server::start(&["serve"]);
+    assert_every_delivery_counted(&server, &server.local());
+}
+
+#[test]
+fn chat_mode_over_websockets_counts_every_delivery_in_order() {
+    let server = Server::start(&["serve"]);
+    assert_every_delivery_counted(&server, &format!("ws://{}/ws", server.local()));
+}
+
+/// Runs `bench chat` against `target` (20 subscribers, 40 msg/s) and checks
+/// that every message reached every subscriber, in order.
+fn assert_every_delivery_counted(server: &Server, target: &str) {
     let pid = server.pid().to_string();
     let report = bench_json(&[
         "bench",
         "chat",
-        &server.local(),
+        target,
         "--subscribers",
         "20",
         "--rate",
@@ -214,6 +226,7 @@ fn chat_mode_counts_every_delivery_in_order() {
         "--pid",
         &pid,
     ]);
+    assert_eq!(report["target"], target, "{report}");
     assert_eq!(report["subscribers"], 20, "{report}");
     assert_eq!(
         report["publishers"], 3,

@@ -1,5 +1,6 @@
-//! `bench chat`: fan-out load against a chat hub speaking the line protocol
-//! (switchboard's, or the Node reference in `bench/servers`).
+//! `bench chat`: fan-out load against a chat hub (switchboard's, or the Node
+//! reference in `bench/servers`) through line clients, or through WebSockets
+//! speaking the JSON protocol when the target is a `ws://` URL.
 //!
 //! N subscribers and P publishers join one room. Publishers send at a set total
 //! rate, spread so none exceeds the server's per-connection limit; each text is
@@ -16,7 +17,6 @@ use futures_util::{FutureExt, StreamExt};
 use hdrhistogram::Histogram;
 use indicatif::ProgressBar;
 use serde::Serialize;
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
@@ -27,6 +27,10 @@ use crate::bench::{latency_histogram, measure_window, progress};
 use crate::error::{Error, Result};
 use crate::net::addr::HostPort;
 use crate::net::fd_limit::raise_fd_limit;
+
+mod member;
+
+use member::Member;
 
 /// How long a connection may take to be greeted and join the room.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
@@ -58,6 +62,8 @@ pub struct ChatPlan {
     pub server_pid: Option<u32>,
     /// How many loopback source addresses to spread connections over.
     pub sources: usize,
+    /// A `ws://` URL: connect as WebSockets speaking JSON instead of line clients.
+    pub web_socket: Option<String>,
 }
 
 /// The result of `bench chat`.
@@ -160,11 +166,6 @@ struct Sent {
     ranges: RefCell<Vec<Option<(u64, u64)>>>,
 }
 
-/// A connection that has been greeted and joined the room.
-struct Member {
-    lines: BufReader<TcpStream>,
-}
-
 /// Runs the benchmark, showing progress on `bar`.
 ///
 /// # Errors
@@ -183,7 +184,7 @@ pub async fn run(plan: &ChatPlan, bar: &ProgressBar) -> Result<ChatReport> {
         streams.len()
     ));
     let mut members: Vec<Member> = stream::iter(streams)
-        .map(|stream| join(stream, &plan.room))
+        .map(|stream| join(stream, plan))
         .buffer_unordered(HANDSHAKES_IN_FLIGHT)
         .filter_map(|joined| async move { joined.ok() })
         .collect()
@@ -211,13 +212,12 @@ pub async fn run(plan: &ChatPlan, bar: &ProgressBar) -> Result<ChatReport> {
     let sent = Sent {
         ranges: RefCell::new(vec![None; plan.publishers]),
     };
-    let per_publisher = plan.rate / plan.publishers as f64;
     let tasks: FuturesUnordered<_> =
         publishers
             .into_iter()
             .enumerate()
             .map(|(index, member)| {
-                publish(member, index, per_publisher, window, clock, &sent, &tally).boxed_local()
+                publish(member, index, plan, window, clock, &sent, &tally).boxed_local()
             })
             .chain(members.into_iter().map(|member| {
                 subscribe(member, plan.publishers, window, clock, &tally).boxed_local()
@@ -239,51 +239,31 @@ pub async fn run(plan: &ChatPlan, bar: &ProgressBar) -> Result<ChatReport> {
     ))
 }
 
-/// Greets a connection (speaking first, so no 250 ms wait) and joins the room.
-async fn join(stream: TcpStream, room: &str) -> io::Result<Member> {
-    let mut lines = BufReader::new(stream);
+/// Greets a connection and joins the room, over the plan's protocol.
+async fn join(stream: TcpStream, plan: &ChatPlan) -> io::Result<Member> {
     let handshake = async {
-        lines
-            .get_mut()
-            .write_all(format!("/join {room}\n").as_bytes())
-            .await?;
-        let mut nick = None;
-        let mut line = String::new();
-        loop {
-            line.clear();
-            if lines.read_line(&mut line).await? == 0 {
-                return Err(io::Error::new(
-                    io::ErrorKind::UnexpectedEof,
-                    "closed before joining",
-                ));
-            }
-            if let Some(rest) = line.strip_prefix("* welcome ") {
-                nick = rest.split_whitespace().next().map(str::to_string);
-            }
-            if let Some(nick) = &nick
-                && line.trim_end() == format!("* {nick} joined #{room}")
-            {
-                return Ok(());
-            }
+        match &plan.web_socket {
+            Some(url) => Member::join_ws(stream, url, &plan.room).await,
+            None => Member::join_line(stream, &plan.room).await,
         }
     };
     tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake)
         .await
-        .map_err(|_| io::Error::from(io::ErrorKind::TimedOut))??;
-    Ok(Member { lines })
+        .map_err(|_| io::Error::from(io::ErrorKind::TimedOut))?
 }
 
-/// Sends `p{index}:{seq}:{ns}` at `rate` a second until the window ends,
+/// Sends `p{index}:{seq}:{ns}` at its share of the plan's rate until the window ends,
 /// reading (and dropping) what the room sends back.
 async fn publish(
     mut member: Member,
     index: usize,
-    rate: f64,
+    plan: &ChatPlan,
     window: Window,
     clock: Instant,
     sent: &Sent,
     tally: &Tally,
 ) {
+    let rate = plan.rate / plan.publishers as f64;
     let mut ticks = tokio::time::interval(Duration::from_secs_f64(1.0 / rate.max(0.001)));
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
     let mut seq = 0u64;
@@ -295,8 +275,8 @@ async fn publish(
                     break;
                 }
                 seq += 1;
-                let text = format!("p{index}:{seq}:{}\n", now.duration_since(clock).as_nanos());
-                if member.lines.get_mut().write_all(text.as_bytes()).await.is_err() {
+                let text = format!("p{index}:{seq}:{}", now.duration_since(clock).as_nanos());
+                if member.say(&plan.room, &text).await.is_err() {
                     tally.errors.set(tally.errors.get() + 1);
                     return;
                 }
@@ -306,9 +286,9 @@ async fn publish(
                     range.1 = seq;
                 }
             }
-            read = member.lines.read_until(b'\n', &mut discard) => {
+            read = member.receive(&mut discard) => {
                 discard.clear();
-                if !matches!(read, Ok(n) if n > 0) {
+                if !matches!(read, Ok(true)) {
                     tally.errors.set(tally.errors.get() + 1);
                     return;
                 }
@@ -326,8 +306,8 @@ async fn drain(member: &mut Member, window: Window) {
     loop {
         discard.clear();
         tokio::select! {
-            read = member.lines.read_until(b'\n', &mut discard) => {
-                if !matches!(read, Ok(n) if n > 0) {
+            read = member.receive(&mut discard) => {
+                if !matches!(read, Ok(true)) {
                     return;
                 }
             }
@@ -354,14 +334,14 @@ async fn subscribe(
         line.clear();
         let read = tokio::select! {
             biased;
-            read = member.lines.read_until(b'\n', &mut line) => read,
+            read = member.receive(&mut line) => read,
             () = &mut deadline => return,
         };
-        if !matches!(read, Ok(n) if n > 0) {
+        if !matches!(read, Ok(true)) {
             tally.errors.set(tally.errors.get() + 1);
             return;
         }
-        let Some((publisher, seq, sent_ns)) = parse_delivery(&line) else {
+        let Some((publisher, seq, sent_ns)) = member.delivery(&line) else {
             continue;
         };
         let Some(last) = last_seq.get_mut(publisher) else {
@@ -381,22 +361,6 @@ async fn subscribe(
             tally.deliveries.set(tally.deliveries.get() + 1);
         }
     }
-}
-
-/// `(publisher, seq, nanoseconds)` from a line `[#room] nick: p{publisher}:{seq}:{ns}`.
-pub fn parse_delivery(line: &[u8]) -> Option<(usize, u64, u64)> {
-    let line = std::str::from_utf8(line).ok()?.trim_end();
-    let text = line
-        .strip_prefix("[#")?
-        .split_once("] ")?
-        .1
-        .split_once(": ")?
-        .1;
-    let mut fields = text.strip_prefix('p')?.split(':');
-    let publisher = fields.next()?.parse().ok()?;
-    let seq = fields.next()?.parse().ok()?;
-    let ns = fields.next()?.parse().ok()?;
-    fields.next().is_none().then_some((publisher, seq, ns))
 }
 
 /// Adds up what the publishers sent and the subscribers received.
@@ -424,7 +388,10 @@ fn summarize(
     }
     ChatReport {
         mode: "chat",
-        target: plan.target.to_string(),
+        target: plan
+            .web_socket
+            .clone()
+            .unwrap_or_else(|| plan.target.to_string()),
         subscribers,
         publishers: plan.publishers,
         offered_per_sec: plan.rate,
@@ -438,22 +405,5 @@ fn summarize(
         errors: tally.errors.get(),
         client_cpu_percent: client_cpu / seconds * 100.0,
         server,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn deliveries_are_read_from_the_line_protocol() {
-        assert_eq!(
-            parse_delivery(b"[#bench] guest-7: p3:41:123456789\n"),
-            Some((3, 41, 123_456_789))
-        );
-        assert_eq!(parse_delivery(b"[#bench] guest-7: hello"), None);
-        assert_eq!(parse_delivery(b"* guest-7 joined #bench\n"), None);
-        assert_eq!(parse_delivery(b"[#bench] x: p1:2:3:4"), None);
-        assert_eq!(parse_delivery(b"[dm] x: p1:2:3"), None);
     }
 }

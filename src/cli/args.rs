@@ -18,7 +18,7 @@ pub struct Cli {
 /// The subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Run the chat hub: nc users (and soon browsers and curl) in the same rooms.
+    /// Run the chat hub: nc users, browsers and curl in the same rooms.
     Serve(ServeArgs),
     /// Run an echo server over TCP (default), UDP or WebSocket.
     Echo(EchoArgs),
@@ -256,8 +256,9 @@ pub struct BenchIdleArgs {
 /// `switchboard bench chat`.
 #[derive(Debug, Args)]
 pub struct BenchChatArgs {
-    /// The chat hub, as HOST:PORT (line protocol).
-    #[arg(value_name = "ADDR")]
+    /// The chat hub: HOST:PORT for line clients, or a ws:// URL (its /ws) for
+    /// WebSockets speaking JSON.
+    #[arg(value_name = "ADDR|URL")]
     pub addr: String,
 
     /// Connections that listen in the room.

@@ -47,8 +47,10 @@ async fn run_chat(args: BenchChatArgs) -> anyhow::Result<()> {
     RoomName::parse(&args.room)
         .map_err(|e| anyhow::anyhow!("invalid --room '{}': {e}", args.room))?;
     let connections = args.subscribers + publishers;
+    let (target, web_socket) = target_and_url(&args.addr)?;
     let plan = chat::ChatPlan {
-        target: HostPort::parse_remote(&args.addr)?,
+        target,
+        web_socket,
         subscribers: args.subscribers,
         publishers,
         rate: args.rate,
@@ -102,15 +104,20 @@ async fn run_echo(args: BenchEchoArgs) -> anyhow::Result<()> {
     print(&args.common, &outcome.report, outcome.report.table())
 }
 
+/// The address to connect to and, for a `ws://` target, the URL to upgrade to.
+fn target_and_url(addr: &str) -> anyhow::Result<(HostPort, Option<String>)> {
+    Ok(match Target::parse(addr)? {
+        Target::Tcp(target) => (target, None),
+        Target::WebSocket(url) => (web_socket_endpoint(&url)?, Some(url)),
+    })
+}
+
 /// `bench idle`.
 async fn run_idle(args: BenchIdleArgs) -> anyhow::Result<()> {
     if args.conns == 0 {
         bail!("--conns must be at least 1");
     }
-    let (target, web_socket) = match Target::parse(&args.addr)? {
-        Target::Tcp(target) => (target, None),
-        Target::WebSocket(url) => (web_socket_endpoint(&url)?, Some(url)),
-    };
+    let (target, web_socket) = target_and_url(&args.addr)?;
     let plan = idle::IdlePlan {
         target,
         web_socket,

@@ -36,7 +36,6 @@ pub async fn serve_connection(
     shutdown: CancellationToken,
 ) -> Result<()> {
     let max_message = options.web_socket.unwrap_or(DEFAULT_MAX_WS_MESSAGE);
-    let style = &options.style;
     let config = WebSocketConfig::default()
         .read_buffer_size(READ_BUFFER)
         .write_buffer_size(0)
@@ -49,9 +48,22 @@ pub async fn serve_connection(
             None => return Ok(()),
         },
     };
+    let outcome = echo_messages(&mut ws, &options, &shutdown).await;
+    websocket::write_out(&mut ws).await;
+    outcome
+}
+
+/// Echoes messages until the peer closes, the first reply is sent (with
+/// `close_after_reply`), or `shutdown` is cancelled.
+async fn echo_messages(
+    ws: &mut ServerSocket,
+    options: &EchoOptions,
+    shutdown: &CancellationToken,
+) -> Result<()> {
+    let style = &options.style;
     loop {
         let message = tokio::select! {
-            _ = shutdown.cancelled() => return say_goodbye(&mut ws).await,
+            _ = shutdown.cancelled() => return say_goodbye(ws).await,
             message = ws.next() => message,
         };
         let reply = match message {

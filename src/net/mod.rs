@@ -3,6 +3,7 @@
 
 pub mod accept;
 pub mod addr;
+pub mod coalesce;
 pub mod dial;
 pub mod fd_limit;
 pub mod listener;

@@ -17,6 +17,7 @@ use hyper::service::service_fn;
 use hyper::upgrade::{OnUpgrade, Upgraded};
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::sync::oneshot;
 use tokio_tungstenite::WebSocketStream;
@@ -24,9 +25,14 @@ use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 
 use crate::error::{Error, Result};
+use crate::net::coalesce::Coalescing;
 
-/// A server-side WebSocket over an upgraded HTTP connection.
-pub type ServerSocket = WebSocketStream<TokioIo<Upgraded>>;
+/// A server-side WebSocket over an upgraded HTTP connection, its frames
+/// written in batches.
+pub type ServerSocket = WebSocketStream<Coalescing<TokioIo<Upgraded>>>;
+
+/// How long the last bytes of a closing connection may take to go out.
+const WRITE_OUT_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// How long a client gets to send its request head (SPEC 5.5: within 10 s).
 pub const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
@@ -184,7 +190,16 @@ pub async fn accept(stream: TcpStream, config: WebSocketConfig) -> Result<Option
 
 /// The WebSocket over a connection the `101` response has upgraded.
 pub async fn server_socket(upgraded: Upgraded, config: WebSocketConfig) -> ServerSocket {
-    WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(config)).await
+    let io = Coalescing::new(TokioIo::new(upgraded));
+    WebSocketStream::from_raw_socket(io, Role::Server, Some(config)).await
+}
+
+/// Writes out what tungstenite last handed to the socket, giving the peer at
+/// most [`WRITE_OUT_TIMEOUT`]. A server's reply to a close frame goes to the
+/// socket without a flush (tungstenite then reports the connection closed),
+/// so it sits in the [`Coalescing`] buffer until this is called.
+pub async fn write_out(ws: &mut ServerSocket) {
+    let _ = tokio::time::timeout(WRITE_OUT_TIMEOUT, ws.get_mut().flush()).await;
 }
 
 /// The `101 Switching Protocols` response completing a handshake whose

@@ -26,7 +26,7 @@ use crate::hub::names::RoomName;
 use crate::hub::session::{Command, Limits, Request, Session};
 use crate::hub::{ConnectionInfo, Hub, Mailbox, Transport};
 use crate::net::accept::Peer;
-use crate::net::websocket::ServerSocket;
+use crate::net::websocket::{self, ServerSocket};
 use crate::protocol::{self, json};
 
 /// The most events written per flush.
@@ -148,6 +148,7 @@ impl WsConnection {
                 tracing::debug!("{}: {err}", self.peer);
             }
             self.session.disconnect();
+            Box::pin(websocket::write_out(&mut self.socket)).await;
         }
     }
 
