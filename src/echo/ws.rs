@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
 use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
-use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
 use tokio_tungstenite::tungstenite::{Bytes, Message};
 use tokio_util::sync::CancellationToken;
 
@@ -36,11 +36,7 @@ pub async fn serve_connection(
     shutdown: CancellationToken,
 ) -> Result<()> {
     let max_message = options.web_socket.unwrap_or(DEFAULT_MAX_WS_MESSAGE);
-    let config = WebSocketConfig::default()
-        .read_buffer_size(READ_BUFFER)
-        .write_buffer_size(0)
-        .max_message_size(Some(max_message))
-        .max_frame_size(Some(max_message));
+    let config = websocket::server_config(READ_BUFFER, max_message);
     let mut ws = tokio::select! {
         _ = shutdown.cancelled() => return Ok(()),
         accepted = websocket::accept(stream, config) => match accepted? {

@@ -16,13 +16,14 @@ pub mod session;
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::SystemTime;
 
 use serde::Serialize;
 use tokio::sync::mpsc::{self, error::TrySendError};
-use tokio_util::sync::CancellationToken;
+use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 
 use crate::storage::{History, StorageError};
 use event::{ChatMessage, DirectMessage, Event, Outgoing};
@@ -62,6 +63,18 @@ pub struct ConnectionInfo {
     pub transport: Transport,
     /// When it connected.
     pub since: SystemTime,
+}
+
+impl ConnectionInfo {
+    /// A connection opening now.
+    pub fn now(fd: i32, peer: SocketAddr, transport: Transport) -> Self {
+        Self {
+            fd,
+            peer,
+            transport,
+            since: SystemTime::now(),
+        }
+    }
 }
 
 /// Byte counters a transport updates without locking the hub.
@@ -160,10 +173,20 @@ pub struct Mailbox {
 }
 
 impl Mailbox {
-    /// Moves events already queued onto `events`, until it holds `max`: a
-    /// transport writes them in one go instead of one wake-up each.
-    pub fn take_queued(&mut self, events: &mut Vec<Arc<Outgoing>>, max: usize) {
-        while events.len() < max {
+    /// The most events a transport writes in one batch.
+    pub const MAX_BATCH: usize = 256;
+
+    /// Resolves once the connection is kicked or the server stops: one
+    /// waiter for the connection's life rather than one per event.
+    pub fn until_kicked(&self) -> Pin<Box<WaitForCancellationFutureOwned>> {
+        Box::pin(self.kicked.clone().cancelled_owned())
+    }
+
+    /// Moves events already queued onto `events`, until it holds
+    /// [`Self::MAX_BATCH`]: a transport writes them in one go instead of one
+    /// wake-up each.
+    pub fn take_queued(&mut self, events: &mut Vec<Arc<Outgoing>>) {
+        while events.len() < Self::MAX_BATCH {
             match self.events.try_recv() {
                 Ok(next) => events.push(next),
                 Err(_) => break,

@@ -10,10 +10,12 @@
 use std::sync::Arc;
 use std::time::Instant;
 
+use tokio_util::sync::CancellationToken;
+
 use crate::hub::event::{ErrorCode, Event, Outgoing, Reference};
 use crate::hub::names::{NameError, Nick, RoomName};
 use crate::hub::rate::TokenBucket;
-use crate::hub::{ConnId, Hub, HubError, Mailbox};
+use crate::hub::{ConnId, ConnectionInfo, Hub, HubError, Mailbox};
 
 /// The most messages one history request returns.
 pub const MAX_HISTORY: usize = 1000;
@@ -97,17 +99,26 @@ pub struct Session {
 }
 
 impl Session {
-    /// A session for a connection registered as `mailbox`, on file descriptor `fd`.
-    pub fn new(hub: Hub, mailbox: &Mailbox, fd: i32, limits: Limits) -> Self {
-        Self {
-            hub,
+    /// Registers a new connection with `hub`: its session, and the mailbox
+    /// its events arrive in (kicked too when `shutdown` is cancelled).
+    pub fn open(
+        hub: Hub,
+        info: ConnectionInfo,
+        limits: Limits,
+        shutdown: &CancellationToken,
+    ) -> (Self, Mailbox) {
+        let fd = info.fd;
+        let mailbox = hub.register(info, shutdown);
+        let session = Self {
             id: mailbox.id,
             fd,
             nick: mailbox.nick.clone(),
             rooms: Vec::new(),
             bucket: TokenBucket::new(limits.rate, limits.burst, Instant::now()),
             max_text: limits.max_text,
-        }
+            hub,
+        };
+        (session, mailbox)
     }
 
     /// The connection's nick.

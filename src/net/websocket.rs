@@ -188,6 +188,17 @@ pub async fn accept(stream: TcpStream, config: WebSocketConfig) -> Result<Option
     Ok(Some(server_socket(upgraded, config).await))
 }
 
+/// A server's WebSocket settings: a `read_buffer` of its own (tungstenite's
+/// default is 128 KiB a connection), writes passed straight to the
+/// [`Coalescing`] layer, and messages and frames up to `max_message` bytes.
+pub fn server_config(read_buffer: usize, max_message: usize) -> WebSocketConfig {
+    WebSocketConfig::default()
+        .read_buffer_size(read_buffer)
+        .write_buffer_size(0)
+        .max_message_size(Some(max_message))
+        .max_frame_size(Some(max_message))
+}
+
 /// The WebSocket over a connection the `101` response has upgraded.
 pub async fn server_socket(upgraded: Upgraded, config: WebSocketConfig) -> ServerSocket {
     let io = Coalescing::new(TokioIo::new(upgraded));

@@ -21,7 +21,6 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use tokio::net::TcpStream;
-use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tower::ServiceExt;
@@ -32,7 +31,7 @@ use crate::hub::session::{DEFAULT_HISTORY, MAX_HISTORY};
 use crate::hub::{Hub, HubError};
 use crate::net::accept::Peer;
 use crate::net::websocket::{
-    Refusal, check_upgrade, serve_http1, server_socket, switching_protocols,
+    Refusal, check_upgrade, serve_http1, server_config, server_socket, switching_protocols,
 };
 use crate::protocol::json::message;
 use crate::transport::ws::{self, JoinQuery, WsConfig};
@@ -287,7 +286,8 @@ async fn web_socket(
             Ok(upgraded) => upgraded,
             Err(err) => return tracing::debug!("{peer}: upgrade failed: {err}"),
         };
-        let socket = server_socket(upgraded, frame_limits(&config)).await;
+        let limits = server_config(config.read_buffer, config.max_message);
+        let socket = server_socket(upgraded, limits).await;
         let session = ws::serve(socket, peer, hub, config, join, shutdown);
         sessions.spawn(session);
     };
@@ -295,15 +295,6 @@ async fn web_socket(
     // so shutdown waits for it like for every other connection.
     tracker.spawn(handshake);
     switching_protocols(&accept_key).map(Body::new)
-}
-
-/// The frame limits and buffer sizes of a WebSocket session.
-fn frame_limits(config: &WsConfig) -> WebSocketConfig {
-    WebSocketConfig::default()
-        .read_buffer_size(config.read_buffer)
-        .write_buffer_size(0)
-        .max_message_size(Some(config.max_message))
-        .max_frame_size(Some(config.max_message))
 }
 
 /// A refused upgrade, answered as RFC 6455 asks (426 with our version for

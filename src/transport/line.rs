@@ -13,7 +13,7 @@ use std::cell::RefCell;
 use std::io::ErrorKind;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use bytes::BytesMut;
 use tokio::io::AsyncWriteExt;
@@ -32,9 +32,6 @@ use crate::transport::framing::{Frame, LineFramer};
 
 /// How much one read asks for.
 const READ_CHUNK: usize = 4096;
-
-/// The most events written in one batch.
-const MAX_BATCH: usize = 256;
 
 /// How long a goodbye may take before the connection is just closed.
 const GOODBYE_TIMEOUT: Duration = Duration::from_secs(1);
@@ -78,17 +75,11 @@ pub async fn serve(
     config: Arc<LineConfig>,
     shutdown: CancellationToken,
 ) -> Result<()> {
-    let info = ConnectionInfo {
-        fd: peer.fd,
-        peer: peer.addr,
-        transport: Transport::Tcp,
-        since: SystemTime::now(),
-    };
-    let mailbox = hub.register(info, &shutdown);
+    let info = ConnectionInfo::now(peer.fd, peer.addr, Transport::Tcp);
+    let (session, mailbox) = Session::open(hub.clone(), info, config.limits, &shutdown);
     let id = mailbox.id;
-    let session = Session::new(hub.clone(), &mailbox, peer.fd, config.limits);
     let connection = LineConnection {
-        kicked: Box::pin(mailbox.kicked.clone().cancelled_owned()),
+        kicked: mailbox.until_kicked(),
         last_traffic: Instant::now(),
         stream,
         input: BytesMut::new(),
@@ -279,7 +270,7 @@ impl LineConnection {
     /// replies and the events it caused arrive in order), in one write, giving
     /// up if the connection is kicked meanwhile.
     async fn send(&mut self, mut events: Vec<Arc<Outgoing>>) -> Result<()> {
-        self.mailbox.take_queued(&mut events, MAX_BATCH);
+        self.mailbox.take_queued(&mut events);
         let bytes = self.encode(&events);
         if bytes.is_empty() {
             return Ok(());

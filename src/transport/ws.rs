@@ -10,7 +10,7 @@
 
 use std::pin::Pin;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
 use serde::Deserialize;
@@ -28,9 +28,6 @@ use crate::hub::{ConnectionInfo, Hub, Mailbox, Transport};
 use crate::net::accept::Peer;
 use crate::net::websocket::{self, ServerSocket};
 use crate::protocol::{self, json};
-
-/// The most events written per flush.
-const MAX_BATCH: usize = 256;
 
 /// How long the closing handshake may take.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
@@ -78,16 +75,11 @@ pub fn serve(
     join: JoinQuery,
     shutdown: CancellationToken,
 ) -> impl Future<Output = ()> {
-    let info = ConnectionInfo {
-        fd: peer.fd,
-        peer: peer.addr,
-        transport: Transport::Ws,
-        since: SystemTime::now(),
-    };
-    let mailbox = hub.register(info, &shutdown);
+    let info = ConnectionInfo::now(peer.fd, peer.addr, Transport::Ws);
+    let (session, mailbox) = Session::open(hub, info, config.limits, &shutdown);
     let mut connection = WsConnection {
-        session: Session::new(hub, &mailbox, peer.fd, config.limits),
-        kicked: Box::pin(mailbox.kicked.clone().cancelled_owned()),
+        session,
+        kicked: mailbox.until_kicked(),
         last_traffic: Instant::now(),
         peer,
         socket,
@@ -284,7 +276,7 @@ impl WsConnection {
     /// Sends `events` and whatever is queued already, one message each, one
     /// flush for all; gives up if the connection is kicked meanwhile.
     async fn send(&mut self, mut events: Vec<Arc<Outgoing>>) -> Result<()> {
-        self.mailbox.take_queued(&mut events, MAX_BATCH);
+        self.mailbox.take_queued(&mut events);
         let mut sent = 0;
         let socket = &mut self.socket;
         let write = async {
