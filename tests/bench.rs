@@ -266,6 +266,14 @@ fn chat_mode_refuses_bad_input() {
             vec!["bench", "chat", "127.0.0.1:9", "--room", "no room"],
             "invalid --room 'no room'",
         ),
+        (
+            vec!["bench", "chat", "ws://"],
+            "invalid address 'ws://': not a valid WebSocket URL",
+        ),
+        (
+            vec!["bench", "chat", "http://127.0.0.1:9/ws"],
+            "only ws:// and wss:// URLs are understood",
+        ),
     ] {
         let output = run_switchboard(&args, b"");
         assert_one_line_error(&output, expected);
@@ -284,6 +292,22 @@ fn chat_mode_refuses_bad_input() {
         b"",
     );
     assert_one_line_error(&output, &format!("could not connect to {addr}"));
+    // A server that does not speak WebSocket: no handshake completes.
+    let echo = Server::start(&["echo", "--raw"]);
+    let url = format!("ws://{}/ws", echo.local());
+    let output = run_switchboard(
+        &[
+            "bench",
+            "chat",
+            &url,
+            "--subscribers",
+            "2",
+            "--duration",
+            "0.2",
+        ],
+        b"",
+    );
+    assert_one_line_error(&output, "only 0 connections joined #bench");
 }
 
 #[test]
