@@ -63,7 +63,8 @@ start_server() {
   "${ON_SERVER_CPU[@]}" ${SERVERS[$1]} > "$log" 2> "$OUT/$1.stderr" &
   SERVER_PID=$!
   for _ in $(seq 300); do
-    if head -1 "$log" | grep -q '^listening on '; then
+    # A whole line (the write may still be under way) that names a port.
+    if [ "$(wc -l < "$log")" -ge 1 ] && head -1 "$log" | grep -q '^listening on .*:[0-9][0-9]*$'; then
       PORT=$(head -1 "$log" | sed 's/.*://')
       return
     fi
