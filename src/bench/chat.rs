@@ -24,7 +24,7 @@ use crate::bench::dialer::Dialer;
 use crate::bench::echo::Window;
 use crate::bench::report::{Latency, ServerCost};
 use crate::bench::{latency_histogram, measure_window, progress};
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, describe_io};
 use crate::net::addr::HostPort;
 use crate::net::fd_limit::raise_fd_limit;
 
@@ -174,25 +174,38 @@ pub async fn run(plan: &ChatPlan, bar: &ProgressBar) -> Result<ChatReport> {
     let target = plan.target.resolve().await?[0];
     raise_fd_limit();
     let total = plan.subscribers + plan.publishers;
-    bar.set_message(format!("opening {total} connections"));
-    let (streams, _) = Dialer::new(target, plan.sources)
-        .connect_some(total, &plan.target)
-        .await?;
-    bar.set_message(format!(
-        "joining #{} with {} connections",
-        plan.room,
-        streams.len()
-    ));
-    let mut members: Vec<Member> = stream::iter(streams)
-        .map(|stream| join(stream, plan))
-        .buffer_unordered(HANDSHAKES_IN_FLIGHT)
-        .filter_map(|joined| async move { joined.ok() })
-        .collect()
-        .await;
+    bar.set_message(format!("joining #{} with {total} connections", plan.room));
+    // Each connection speaks as soon as it is open: a hub takes a client
+    // silent for 250 ms for a line client, so opening them all first and
+    // greeting them afterwards would fail (a WebSocket handshake most of all).
+    let dialer = Dialer::new(target, plan.sources);
+    let mut attempts = stream::iter(0..total)
+        .map(|index| {
+            let dialer = &dialer;
+            async move { join(dialer.connect(index).await?, plan).await }
+        })
+        .buffer_unordered(HANDSHAKES_IN_FLIGHT);
+    let mut members = Vec::with_capacity(total);
+    let mut first_failure = None;
+    while let Some(joined) = attempts.next().await {
+        match joined {
+            Ok(member) => members.push(member),
+            Err(err) => {
+                first_failure.get_or_insert(err);
+            }
+        }
+    }
     if members.len() < plan.publishers + 1 {
+        let cause = first_failure.map_or_else(String::new, |err| {
+            format!(" (first failure: {})", describe_io(&err))
+        });
         return Err(Error::Connect {
             addr: plan.target.to_string(),
-            reason: format!("only {} connections joined #{}", members.len(), plan.room),
+            reason: format!(
+                "only {} connections joined #{}{cause}",
+                members.len(),
+                plan.room
+            ),
         });
     }
     let join_failures = (total - members.len()) as u64;
