@@ -10,39 +10,20 @@ use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 
-use crate::util::{LineClient, Server, repo_file, run, runtime, stdout, tool};
-
-/// Runs curl against the server; returns the status code and the body.
-fn curl(server: &Server, args: &[&str]) -> (u16, String) {
-    let mut command = tool("curl");
-    command.args(["-s", "-w", "\n%{http_code}"]).args(args);
-    let output = run(command, b"");
-    let text = stdout(&output);
-    let (body, status) = text.rsplit_once('\n').expect("status line");
-    let _ = server;
-    (status.parse().expect("numeric status"), body.to_string())
-}
-
-/// `http://127.0.0.1:PORT{path}`.
-fn url(server: &Server, path: &str) -> String {
-    format!("http://127.0.0.1:{}{path}", server.port)
-}
+use crate::util::{LineClient, Server, curl, repo_file, run, runtime, stdout, tool};
 
 /// POSTs a message as JSON with curl.
 fn post(server: &Server, room: &str, body: &str) -> (u16, String) {
-    let url = url(server, &format!("/api/rooms/{room}/messages"));
-    curl(
-        server,
-        &[
-            "-X",
-            "POST",
-            "-H",
-            "content-type: application/json",
-            "--data-binary",
-            body,
-            &url,
-        ],
-    )
+    let url = server.url(&format!("/api/rooms/{room}/messages"));
+    curl(&[
+        "-X",
+        "POST",
+        "-H",
+        "content-type: application/json",
+        "--data-binary",
+        body,
+        &url,
+    ])
 }
 
 #[test]
@@ -50,11 +31,8 @@ fn every_http_endpoint_answers_as_the_spec_says() {
     let server = Server::start(&["serve"]);
     let mut alice = LineClient::named(&server, "alice");
 
-    assert_eq!(
-        curl(&server, &[&url(&server, "/healthz")]),
-        (200, "ok\n".into())
-    );
-    let (status, page) = curl(&server, &[&url(&server, "/")]);
+    assert_eq!(curl(&[&server.url("/healthz")]), (200, "ok\n".into()));
+    let (status, page) = curl(&[&server.url("/")]);
     assert_eq!(status, 200);
     assert!(
         page.contains("<title>switchboard</title>") && page.contains("new WebSocket"),
@@ -67,21 +45,18 @@ fn every_http_endpoint_answers_as_the_spec_says() {
     );
     alice.expect("[#lobby] curl: hi from curl");
 
-    let (status, rooms) = curl(&server, &[&url(&server, "/api/rooms")]);
+    let (status, rooms) = curl(&[&server.url("/api/rooms")]);
     assert_eq!(status, 200);
     let rooms: Value = serde_json::from_str(&rooms).unwrap();
     assert_eq!(rooms, json!([{"room":"lobby","members":1,"last_id":1}]));
 
-    let (status, messages) = curl(
-        &server,
-        &[&url(&server, "/api/rooms/lobby/messages?since=0&limit=10")],
-    );
+    let (status, messages) = curl(&[&server.url("/api/rooms/lobby/messages?since=0&limit=10")]);
     assert_eq!(status, 200);
     let messages: Value = serde_json::from_str(&messages).unwrap();
     assert_eq!(messages["messages"][0]["text"], "hi from curl");
     assert_eq!(messages["messages"][0]["id"], 1);
 
-    let (status, diary) = curl(&server, &[&url(&server, "/api/connections")]);
+    let (status, diary) = curl(&[&server.url("/api/connections")]);
     assert_eq!(status, 200);
     let diary: Value = serde_json::from_str(&diary).unwrap();
     let entry = &diary[0];
@@ -102,7 +77,7 @@ fn every_http_endpoint_answers_as_the_spec_says() {
         "{entry}"
     );
 
-    let (status, metrics) = curl(&server, &[&url(&server, "/metrics")]);
+    let (status, metrics) = curl(&[&server.url("/metrics")]);
     assert_eq!(status, 200);
     for metric in [
         "switchboard_connections{transport=\"tcp\"} 1",
@@ -132,9 +107,9 @@ fn http_errors_are_json_with_the_right_status() {
     };
     let big = format!(r#"{{"from":"x","text":"{}"}}"#, "y".repeat(2000));
     for (result, expected) in [
-        (curl(&server, &[&url(&server, "/nope")]), (404, "not_found")),
+        (curl(&[&server.url("/nope")]), (404, "not_found")),
         (
-            curl(&server, &["-X", "DELETE", &url(&server, "/api/rooms")]),
+            curl(&["-X", "DELETE", &server.url("/api/rooms")]),
             (405, "method_not_allowed"),
         ),
         (post(&server, "lobby", "{nope"), (400, "bad_json")),
@@ -156,16 +131,10 @@ fn http_errors_are_json_with_the_right_status() {
             (400, "empty_text"),
         ),
         (
-            curl(
-                &server,
-                &[&url(&server, "/api/rooms/lobby/messages?since=-4")],
-            ),
+            curl(&[&server.url("/api/rooms/lobby/messages?since=-4")]),
             (400, "bad_query"),
         ),
-        (
-            curl(&server, &[&url(&server, "/ws")]),
-            (426, "upgrade_required"),
-        ),
+        (curl(&[&server.url("/ws")]), (426, "upgrade_required")),
     ] {
         assert_eq!(error_code(result), (expected.0, expected.1.to_string()));
     }
@@ -175,7 +144,7 @@ fn http_errors_are_json_with_the_right_status() {
     let mut reply = String::new();
     let _ = raw.read_to_string(&mut reply);
     assert!(reply.starts_with("HTTP/1.1 400"), "{reply:?}");
-    assert_eq!(curl(&server, &[&url(&server, "/healthz")]).0, 200);
+    assert_eq!(curl(&[&server.url("/healthz")]).0, 200);
 }
 
 #[test]

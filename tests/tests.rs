@@ -4,6 +4,7 @@
 mod util;
 
 mod bench;
+mod chat_auth;
 mod chat_json;
 mod chat_line;
 mod chat_page;

@@ -122,6 +122,11 @@ impl Server {
         format!("127.0.0.1:{}", self.port)
     }
 
+    /// `http://127.0.0.1:PORT{path}`, for curl.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.local())
+    }
+
     /// A TCP connection to the server over IPv4 loopback, with read and write
     /// timeouts so a broken server fails the test instead of hanging it.
     pub fn connect(&self) -> TcpStream {
@@ -307,14 +312,25 @@ pub struct LineClient {
 impl LineClient {
     /// Connects, reads the welcome and the join of `#lobby`, and returns the client.
     pub fn greeted(server: &Server) -> Self {
+        let mut client = Self::connected(server);
+        client.read_greeting();
+        client
+    }
+
+    /// Connects and reads nothing yet.
+    pub fn connected(server: &Server) -> Self {
         let stream = server.connect();
         let writer = stream.try_clone().expect("clone stream");
-        let mut client = Self {
+        Self {
             reader: BufReader::new(stream),
             writer,
             nick: String::new(),
-        };
-        let welcome = client.line();
+        }
+    }
+
+    /// Reads the welcome and the join of `#lobby`, and learns the nick.
+    pub fn read_greeting(&mut self) {
+        let welcome = self.line();
         let nick = welcome
             .strip_prefix("* welcome ")
             .and_then(|rest| rest.split_once(" (fd "))
@@ -325,9 +341,8 @@ impl LineClient {
                 nick.to_string()
             })
             .unwrap_or_else(|| panic!("not a welcome line: {welcome:?}"));
-        client.expect(&format!("* {nick} joined #lobby"));
-        client.nick = nick;
-        client
+        self.expect(&format!("* {nick} joined #lobby"));
+        self.nick = nick;
     }
 
     /// Greets and takes `nick`.
@@ -386,6 +401,17 @@ impl LineClient {
     pub fn socket(&self) -> &TcpStream {
         &self.writer
     }
+}
+
+/// Runs curl (silent, the status code on a last line of its own); returns
+/// the status code and the body.
+pub fn curl(args: &[&str]) -> (u16, String) {
+    let mut command = tool("curl");
+    command.args(["-s", "-w", "\n%{http_code}"]).args(args);
+    let output = run(command, b"");
+    let text = stdout(&output);
+    let (body, status) = text.rsplit_once('\n').expect("status line");
+    (status.parse().expect("numeric status"), body.to_string())
 }
 
 /// A tokio runtime for a test that drives async clients (tokio-tungstenite, …).

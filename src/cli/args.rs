@@ -96,6 +96,29 @@ pub struct ServeArgs {
     /// Seconds between the server's WebSocket pings.
     #[arg(long, default_value_t = 30, value_name = "SECONDS")]
     pub ping_interval: u64,
+
+    /// Require this token from every client: HTTP `Authorization: Bearer T`,
+    /// `/ws?token=T`, or `/auth T` first on a line connection.
+    #[arg(
+        long,
+        value_name = "T",
+        env = "SWITCHBOARD_TOKEN",
+        hide_env_values = true
+    )]
+    pub token: Option<String>,
+
+    /// Require this token for `/api/connections` (the connection diary).
+    #[arg(
+        long,
+        value_name = "T",
+        env = "SWITCHBOARD_ADMIN_TOKEN",
+        hide_env_values = true
+    )]
+    pub admin_token: Option<String>,
+
+    /// Keep history in memory only, nothing on disk (the only store so far).
+    #[arg(long)]
+    pub memory: bool,
 }
 
 /// `switchboard echo`.

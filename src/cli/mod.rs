@@ -26,6 +26,7 @@ use switchboard::net::addr::HostPort;
 use switchboard::net::fd_limit::raise_fd_limit;
 use switchboard::net::listener;
 use switchboard::net::shutdown::run_until_signalled;
+use switchboard::server::auth::{Access, Token};
 use switchboard::server::{self, ServeOptions};
 use switchboard::storage::memory::MemoryHistory;
 use switchboard::transport::http::HttpConfig;
@@ -63,6 +64,17 @@ async fn run_serve(args: ServeArgs) -> anyhow::Result<()> {
     }
     if args.max_line < 64 || args.max_ws_message < 64 || args.max_body < 64 {
         bail!("--max-line, --max-ws-message and --max-body must be at least 64 bytes");
+    }
+    for (flag, token) in [
+        ("--token", &args.token),
+        ("--admin-token", &args.admin_token),
+    ] {
+        if token
+            .as_deref()
+            .is_some_and(|t| t.trim().is_empty() || t.contains(char::is_whitespace))
+        {
+            bail!("{flag} must be a non-empty word without spaces");
+        }
     }
     let spec = listen_spec(&args.listen, server::DEFAULT_PORT)?;
     let history = Arc::new(MemoryHistory::new(args.history_per_room));
@@ -106,6 +118,10 @@ async fn run_serve(args: ServeArgs) -> anyhow::Result<()> {
             max_body: args.max_body,
         },
         max_connections: args.max_connections,
+        access: Access {
+            client: args.token.as_deref().map(Token::new),
+            admin: args.admin_token.as_deref().map(Token::new),
+        },
         metrics,
     };
     raise_fd_limit();

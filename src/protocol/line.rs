@@ -26,6 +26,8 @@ pub enum LineInput {
     Help,
     /// An empty line: nothing to do.
     Nothing,
+    /// `/auth TOKEN`: the server's token (`--token`), before anything else.
+    Auth(String),
 }
 
 /// The `/help` text.
@@ -108,6 +110,8 @@ pub fn parse(line: &str) -> Result<LineInput, Event> {
             },
         },
         "json" => Ok(LineInput::SwitchToJson),
+        "auth" if !rest.is_empty() => Ok(LineInput::Auth(rest.to_string())),
+        "auth" => Err(usage("/auth TOKEN")),
         "quit" | "exit" => Ok(LineInput::Quit),
         "help" | "?" => Ok(LineInput::Help),
         "nick" => Err(usage("/nick NAME")),
@@ -267,6 +271,11 @@ mod tests {
         );
         assert_eq!(parse("/json"), Ok(LineInput::SwitchToJson));
         assert_eq!(parse("/quit"), Ok(LineInput::Quit));
+        assert_eq!(
+            parse("/auth s3 cret"),
+            Ok(LineInput::Auth("s3 cret".into()))
+        );
+        assert!(parse("/auth").is_err());
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! `switchboard serve`: the chat hub on one port. Each accepted connection is
 //! told apart by its first bytes ([`sniff`]) and handed to its transport.
 
+pub mod auth;
 pub mod sniff;
 
 use std::sync::Arc;
@@ -19,8 +20,9 @@ use crate::error::Result;
 use crate::hub::Hub;
 use crate::net::accept::{self, Peer};
 use crate::transport::http::{self, AppState, HttpConfig};
-use crate::transport::line::{self, LineConfig};
+use crate::transport::line::{self, Admission, LineConfig};
 use crate::transport::ws::WsConfig;
+use auth::Access;
 use sniff::Kind;
 
 /// The port `switchboard serve` listens on by default.
@@ -40,6 +42,8 @@ pub struct ServeOptions {
     pub http: HttpConfig,
     /// The most connections served at once.
     pub max_connections: usize,
+    /// The tokens clients must present.
+    pub access: Access,
     /// Renders `/metrics`, when a recorder is installed.
     pub metrics: Option<PrometheusHandle>,
 }
@@ -60,12 +64,14 @@ pub async fn run(
             shutdown: shutdown.clone(),
             metrics: options.metrics,
             sessions: sessions.clone(),
+            access: Arc::new(options.access.clone()),
         },
         &options.http,
     );
     let edges = Arc::new(Edges {
         hub,
         line: Arc::new(options.line),
+        access: options.access,
         app,
     });
     let slots = Arc::new(Semaphore::new(options.max_connections));
@@ -101,6 +107,7 @@ pub async fn run(
 struct Edges {
     hub: Hub,
     line: Arc<LineConfig>,
+    access: Access,
     app: Router,
 }
 
@@ -108,14 +115,20 @@ impl Edges {
     /// Hands a connection to the transport its first bytes call for.
     async fn dispatch(
         &self,
-        stream: TcpStream,
+        mut stream: TcpStream,
         peer: Peer,
         shutdown: CancellationToken,
     ) -> Result<()> {
         match sniff::sniff(&stream, GREETING_SILENCE).await {
             Kind::Line => {
+                let Admission::In(input) =
+                    line::authenticate(&mut stream, &self.access, &self.line, &shutdown).await?
+                else {
+                    return Ok(());
+                };
                 line::serve(
                     stream,
+                    input,
                     peer,
                     self.hub.clone(),
                     Arc::clone(&self.line),

@@ -13,6 +13,7 @@ use axum::body::Body;
 use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{DefaultBodyLimit, Extension, Path, Query, Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::{self, Next};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use hyper::body::Incoming;
@@ -34,6 +35,7 @@ use crate::net::websocket::{
     Refusal, check_upgrade, serve_http1, server_config, server_socket, switching_protocols,
 };
 use crate::protocol::json::message;
+use crate::server::auth::{self, Access, Denial, Need};
 use crate::transport::ws::{self, JoinQuery, WsConfig};
 
 /// The browser chat page, built into the binary.
@@ -60,6 +62,8 @@ pub struct AppState {
     /// WebSocket sessions: axum spawns them, this owns them, so shutdown
     /// waits for them like for every other connection.
     pub sessions: TaskTracker,
+    /// The tokens clients must present.
+    pub access: Arc<Access>,
 }
 
 /// The application: every route, with JSON errors for the rest.
@@ -84,6 +88,10 @@ pub fn router(state: AppState, config: &HttpConfig) -> Router {
             )
         })
         .layer(DefaultBodyLimit::max(config.max_body))
+        .layer(middleware::from_fn_with_state(
+            Arc::clone(&state.access),
+            require_token,
+        ))
         .with_state(state)
 }
 
@@ -110,6 +118,45 @@ pub async fn serve(stream: TcpStream, peer: Peer, app: Router) -> Result<()> {
 pub fn api_error(status: StatusCode, code: &str, message: impl Into<String>) -> Response {
     let body = json!({"error": {"code": code, "message": message.into()}});
     (status, Json(body)).into_response()
+}
+
+/// Answers 401 (or 403) unless the request carries the token its path needs:
+/// `Authorization: Bearer T`, or `?token=T` on `/ws` (a browser cannot set
+/// headers on a WebSocket). The page and the health check are open to all.
+async fn require_token(
+    State(access): State<Arc<Access>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let path = request.uri().path();
+    let need = match path {
+        "/" | "/healthz" => Need::Nothing,
+        "/api/connections" => Need::Admin,
+        _ => Need::Client,
+    };
+    let from_query = (path == "/ws")
+        .then(|| auth::query_token(request.uri().query()))
+        .flatten();
+    let offered = auth::bearer(request.headers()).or(from_query.as_deref());
+    match access.check(need, offered) {
+        Ok(()) => next.run(request).await,
+        Err(Denial::Forbidden) => api_error(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "this needs the admin token",
+        ),
+        Err(Denial::Unauthorized) => {
+            let mut response = api_error(
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "a valid token is required (Authorization: Bearer TOKEN)",
+            );
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            response
+        }
+    }
 }
 
 /// `GET /`.

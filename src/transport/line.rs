@@ -28,10 +28,14 @@ use crate::hub::session::{Command, Limits, Request, Session};
 use crate::hub::{ConnectionInfo, Hub, Mailbox, Transport};
 use crate::net::accept::Peer;
 use crate::protocol::{self, json, line};
+use crate::server::auth::{Access, Need};
 use crate::transport::framing::{Frame, LineFramer};
 
 /// How much one read asks for.
 const READ_CHUNK: usize = 4096;
+
+/// How long a line client has to send `/auth TOKEN` when the server has a token.
+const AUTH_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// How long a goodbye may take before the connection is just closed.
 const GOODBYE_TIMEOUT: Duration = Duration::from_secs(1);
@@ -64,12 +68,14 @@ enum Wake {
     Idle,
 }
 
-/// Serves one line client until it quits, goes idle, is kicked or the server stops.
+/// Serves one line client until it quits, goes idle, is kicked or the server
+/// stops. `input` holds bytes already read from it (after its `/auth` line).
 ///
 /// # Errors
 /// The socket error that ended the connection.
 pub async fn serve(
     stream: TcpStream,
+    input: BytesMut,
     peer: Peer,
     hub: Hub,
     config: Arc<LineConfig>,
@@ -82,7 +88,7 @@ pub async fn serve(
         kicked: mailbox.until_kicked(),
         last_traffic: Instant::now(),
         stream,
-        input: BytesMut::new(),
+        input,
         framer: LineFramer::new(config.max_line),
         format: Format::Line,
         session,
@@ -122,6 +128,9 @@ impl LineConnection {
             reference: None,
         }));
         self.send(greeting).await?;
+        if self.on_lines().await? == Flow::Close {
+            return Ok(());
+        }
         let idle = tokio::time::sleep(self.config.idle_timeout);
         tokio::pin!(idle);
         loop {
@@ -177,6 +186,11 @@ impl LineConnection {
             }
             return Ok(Flow::Close);
         }
+        self.on_lines().await
+    }
+
+    /// Handles every complete line in the input buffer.
+    async fn on_lines(&mut self) -> Result<Flow> {
         while let Some(frame) = self.framer.next(&mut self.input) {
             if self.on_frame(frame).await? == Flow::Close {
                 return Ok(Flow::Close);
@@ -239,6 +253,10 @@ impl LineConnection {
                 self.format = Format::Json;
                 (vec![Outgoing::new(self.session.welcome())], Flow::Continue)
             }
+            Ok(line::LineInput::Auth(_)) => (
+                vec![Outgoing::new(Event::Notice("already let in".into()))],
+                Flow::Continue,
+            ),
             Ok(line::LineInput::Quit) => (
                 vec![Outgoing::new(Event::Notice("bye".into()))],
                 Flow::Close,
@@ -331,6 +349,104 @@ impl LineConnection {
     }
 }
 
+/// What to do with a line sent before the token.
+#[derive(Debug, PartialEq, Eq)]
+enum Gate {
+    /// The right token: let the client in.
+    Open,
+    /// Say this and close (a wrong token, or `/quit`).
+    Close(&'static str),
+    /// Say this and wait for the token.
+    Ask(&'static str),
+    /// Nothing to say (an empty line).
+    Wait,
+}
+
+/// Decides what a line sent before the token gets.
+fn gate(frame: Frame, access: &Access) -> Gate {
+    const ASK: &str = "! token required: send /auth TOKEN first\n";
+    let Frame::Line(bytes) = frame else {
+        return Gate::Ask(ASK);
+    };
+    let Ok(text) = std::str::from_utf8(&bytes) else {
+        return Gate::Ask(ASK);
+    };
+    match line::parse(text) {
+        Ok(line::LineInput::Auth(token)) if access.check(Need::Client, Some(&token)).is_ok() => {
+            Gate::Open
+        }
+        Ok(line::LineInput::Auth(_)) => Gate::Close("! invalid token: goodbye\n"),
+        Ok(line::LineInput::Quit) => Gate::Close("* bye\n"),
+        Ok(line::LineInput::Nothing) => Gate::Wait,
+        _ => Gate::Ask(ASK),
+    }
+}
+
+/// Asks a line client for the server's token (`--token`) before it meets the
+/// hub: nothing but `/auth TOKEN` is taken until then, a wrong token closes
+/// the connection, and the client has [`AUTH_TIMEOUT`] to send it. Without a
+/// token to ask for, lets the client straight in.
+///
+/// # Errors
+/// The socket error that ended the connection.
+pub async fn authenticate(
+    stream: &mut TcpStream,
+    access: &Access,
+    config: &LineConfig,
+    shutdown: &CancellationToken,
+) -> Result<Admission> {
+    if !access.client_token_required() {
+        return Ok(Admission::In(BytesMut::new()));
+    }
+    stream
+        .write_all(b"* this server needs a token: send /auth TOKEN\n")
+        .await?;
+    let mut input = BytesMut::new();
+    let mut framer = LineFramer::new(config.max_line);
+    let wait_for_token = async {
+        loop {
+            stream.readable().await?;
+            match read_available(stream, &mut input) {
+                Ok(0) => return Ok(Admission::Out),
+                Ok(_) => {}
+                Err(err) if err.kind() == ErrorKind::WouldBlock => continue,
+                Err(err) => return Err(err),
+            }
+            while let Some(frame) = framer.next(&mut input) {
+                match gate(frame, access) {
+                    Gate::Open => return Ok(Admission::In(std::mem::take(&mut input))),
+                    Gate::Close(farewell) => {
+                        stream.write_all(farewell.as_bytes()).await?;
+                        return Ok(Admission::Out);
+                    }
+                    Gate::Ask(question) => stream.write_all(question.as_bytes()).await?,
+                    Gate::Wait => {}
+                }
+            }
+        }
+    };
+    tokio::select! {
+        admission = tokio::time::timeout(AUTH_TIMEOUT, wait_for_token) => match admission {
+            Ok(admission) => Ok(admission?),
+            Err(_) => {
+                let notice = b"! no token within the time allowed: goodbye\n";
+                let _ = tokio::time::timeout(GOODBYE_TIMEOUT, stream.write_all(notice)).await;
+                Ok(Admission::Out)
+            }
+        },
+        () = shutdown.cancelled() => Ok(Admission::Out),
+    }
+}
+
+/// Whether a line client may meet the hub.
+#[derive(Debug)]
+pub enum Admission {
+    /// Yes; these bytes arrived after its `/auth` line.
+    In(BytesMut),
+    /// No: it gave a wrong token, none in time, or left.
+    Out,
+}
+
 thread_local! {
     /// Where reads land before complete lines are taken out: shared by the
     /// connections of a worker thread, so an idle connection holds no buffer.
@@ -345,4 +461,38 @@ fn read_available(stream: &TcpStream, input: &mut BytesMut) -> std::io::Result<u
         input.extend_from_slice(&scratch[..read]);
         Ok(read)
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::server::auth::Token;
+
+    fn guarded() -> Access {
+        Access {
+            client: Some(Token::new("s3cret")),
+            admin: None,
+        }
+    }
+
+    fn line(text: &str) -> Frame {
+        Frame::Line(BytesMut::from(text.as_bytes()))
+    }
+
+    #[test]
+    fn only_the_right_token_opens_the_gate() {
+        assert_eq!(gate(line("/auth s3cret"), &guarded()), Gate::Open);
+        assert!(matches!(
+            gate(line("/auth guess"), &guarded()),
+            Gate::Close(_)
+        ));
+        assert!(matches!(gate(line("/join #x"), &guarded()), Gate::Ask(_)));
+        assert!(matches!(gate(line("hello"), &guarded()), Gate::Ask(_)));
+        assert!(matches!(gate(Frame::TooLong, &guarded()), Gate::Ask(_)));
+        assert!(matches!(
+            gate(line("/quit"), &guarded()),
+            Gate::Close("* bye\n")
+        ));
+        assert_eq!(gate(line(""), &guarded()), Gate::Wait);
+    }
 }

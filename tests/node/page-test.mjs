@@ -2,13 +2,14 @@
 // playwright-core): two tabs chat with each other and with an `nc` client that
 // the Rust test drives, peer text is shown as text (never HTML), and a tab
 // whose WebSocket drops reconnects with `since`, missing nothing and doubling
-// nothing. Prints `page: ok` and saves a screenshot.
+// nothing. The server asks for TOKEN, which the page takes from its own URL.
+// Prints `page: ok` and saves a screenshot.
 //
-//   node tests/node/page-test.mjs PORT SCREENSHOT.png
+//   node tests/node/page-test.mjs PORT SCREENSHOT.png TOKEN
 import { chromium } from 'playwright-core';
 
-const [port, screenshot] = process.argv.slice(2);
-const base = `http://127.0.0.1:${port}/`;
+const [port, screenshot, token] = process.argv.slice(2);
+const base = `http://127.0.0.1:${port}/?token=${encodeURIComponent(token)}`;
 const fail = (message) => { console.error(`error: ${message}`); process.exit(1); };
 setTimeout(() => fail('timed out'), 60000).unref();
 
@@ -56,7 +57,7 @@ await bob.evaluate(() => state.ws.close());
 await bob.waitForFunction(() => document.querySelector('#status').textContent.startsWith('offline'));
 const posted = await alice.evaluate(() => fetch('/api/rooms/lobby/messages', {
   method: 'POST',
-  headers: { 'content-type': 'application/json' },
+  headers: { 'content-type': 'application/json', authorization: `Bearer ${token}` },
   body: JSON.stringify({ from: 'poster', text: 'while you were away' }),
 }).then((r) => r.status));
 if (posted !== 201) fail(`POST answered ${posted}`);
@@ -70,6 +71,8 @@ for (const text of ['[#lobby] poster: while you were away', '[#lobby] alice: hel
 }
 const members = await alice.$$eval('#members li', (items) => items.map((li) => li.textContent));
 for (const nick of ['alice', 'bob', 'nc']) if (!members.includes(nick)) fail(`${nick} missing from members ${members}`);
+// The room list comes from /api/rooms, fetched with the page's token.
+await alice.waitForFunction(() => [...document.querySelectorAll('#rooms li')].some((li) => li.textContent === '#lobby (3)'));
 if (dialogs.length) fail(`a dialog opened: ${dialogs}`);
 
 await alice.screenshot({ path: screenshot, fullPage: true });

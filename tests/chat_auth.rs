@@ -1,0 +1,166 @@
+//! `serve --token` and `--admin-token` (SPEC 5.5): line clients send
+//! `/auth T` before anything else, HTTP clients `Authorization: Bearer T`,
+//! WebSocket clients `/ws?token=T`; the diary needs the admin token.
+
+use futures_util::StreamExt;
+use serde_json::Value;
+use tokio_tungstenite::tungstenite::{self, Message};
+
+use crate::util::{LineClient, Server, assert_one_line_error, curl, run_switchboard};
+
+/// A server that asks every client for `s3cret` and the diary for `root`.
+fn guarded_server() -> Server {
+    Server::start(&["serve", "--token", "s3cret", "--admin-token", "root"])
+}
+
+/// Connects a line client and gives the token.
+fn let_in(server: &Server, token: &str) -> LineClient {
+    let mut client = LineClient::connected(server);
+    client.expect("* this server needs a token: send /auth TOKEN");
+    client.send(&format!("/auth {token}"));
+    client
+}
+
+#[test]
+fn line_clients_give_the_token_before_anything_else() {
+    let server = guarded_server();
+    let mut alice = LineClient::connected(&server);
+    alice.expect("* this server needs a token: send /auth TOKEN");
+    alice.send("hello before the token");
+    alice.expect("! token required: send /auth TOKEN first");
+    alice.send("/join #secret");
+    alice.expect("! token required: send /auth TOKEN first");
+    // The token and the next command in one write: nothing after it is lost.
+    alice.send_bytes(b"/auth s3cret\n/nick alice\n");
+    alice.read_greeting();
+    alice.expect("* you are now known as alice");
+    alice.send("/auth s3cret");
+    alice.expect("* already let in");
+
+    let mut bob = let_in(&server, "root");
+    bob.read_greeting();
+    alice.expect(&format!("* {} joined #lobby", bob.nick));
+    bob.send("hi alice");
+    alice.expect(&format!("[#lobby] {}: hi alice", bob.nick));
+
+    let mut mallory = let_in(&server, "guess");
+    mallory.expect("! invalid token: goodbye");
+    assert!(mallory.until_closed().is_empty());
+    let (status, diary) = curl(&[
+        "-H",
+        "Authorization: Bearer root",
+        &server.url("/api/connections"),
+    ]);
+    assert_eq!(status, 200, "{diary}");
+    let diary: Value = serde_json::from_str(&diary).unwrap();
+    let nicks: Vec<&str> = diary
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["nick"].as_str().unwrap())
+        .collect();
+    assert_eq!(nicks.len(), 2, "only the two let in: {nicks:?}");
+    assert!(nicks.contains(&"alice"), "{nicks:?}");
+}
+
+#[test]
+fn http_clients_need_a_bearer_token_and_the_diary_the_admin_one() {
+    let server = guarded_server();
+    let mut alice = let_in(&server, "s3cret");
+    alice.read_greeting();
+    let bearer = |token: &str| format!("Authorization: Bearer {token}");
+
+    assert_eq!(curl(&[&server.url("/healthz")]), (200, "ok\n".into()));
+    assert_eq!(curl(&[&server.url("/")]).0, 200, "the page is open to all");
+    for (args, status, code) in [
+        (vec![server.url("/api/rooms")], 401, "unauthorized"),
+        (
+            vec!["-H".into(), bearer("s3cre"), server.url("/api/rooms")],
+            401,
+            "unauthorized",
+        ),
+        (vec![server.url("/metrics")], 401, "unauthorized"),
+        (
+            vec![
+                "-H".into(),
+                bearer("s3cret"),
+                server.url("/api/connections"),
+            ],
+            403,
+            "forbidden",
+        ),
+    ] {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let (got, body) = curl(&args);
+        assert_eq!(got, status, "{args:?}: {body}");
+        let body: Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(body["error"]["code"], code, "{args:?}");
+    }
+    let (status, head) = curl(&["-o", "/dev/null", "-D", "-", &server.url("/api/rooms")]);
+    assert_eq!(status, 401);
+    assert!(head.contains("www-authenticate: Bearer"), "{head}");
+
+    let (status, rooms) = curl(&["-H", &bearer("s3cret"), &server.url("/api/rooms")]);
+    assert_eq!(status, 200, "{rooms}");
+    assert!(rooms.contains(r#""room":"lobby""#), "{rooms}");
+    let (status, body) = curl(&[
+        "-X",
+        "POST",
+        "-H",
+        &bearer("s3cret"),
+        "-H",
+        "content-type: application/json",
+        "--data-binary",
+        r#"{"from":"curl","text":"with a token"}"#,
+        &server.url("/api/rooms/lobby/messages"),
+    ]);
+    assert_eq!(status, 201, "{body}");
+    alice.expect("[#lobby] curl: with a token");
+    let (status, _) = curl(&[
+        "-X",
+        "POST",
+        "-H",
+        "content-type: application/json",
+        "--data-binary",
+        r#"{"from":"curl","text":"without"}"#,
+        &server.url("/api/rooms/lobby/messages"),
+    ]);
+    assert_eq!(status, 401);
+    alice.send("after");
+    alice.expect(&format!("[#lobby] {}: after", alice.nick));
+}
+
+#[test]
+fn websocket_clients_give_the_token_in_the_url() {
+    let server = guarded_server();
+    let mut alice = let_in(&server, "s3cret");
+    alice.read_greeting();
+    let base = format!("ws://{}/ws", server.local());
+    crate::util::runtime().block_on(async {
+        match tokio_tungstenite::connect_async(format!("{base}?nick=eve")).await {
+            Err(tungstenite::Error::Http(response)) => assert_eq!(response.status(), 401),
+            other => panic!("expected 401, got {other:?}"),
+        }
+        match tokio_tungstenite::connect_async(format!("{base}?nick=eve&token=nope")).await {
+            Err(tungstenite::Error::Http(response)) => assert_eq!(response.status(), 401),
+            other => panic!("expected 401, got {other:?}"),
+        }
+        let (mut ws, _) = tokio_tungstenite::connect_async(format!("{base}?nick=web&token=s3cret"))
+            .await
+            .expect("the token lets the WebSocket in");
+        let Some(Ok(Message::Text(welcome))) = ws.next().await else {
+            panic!("no welcome");
+        };
+        let welcome: Value = serde_json::from_str(&welcome).unwrap();
+        assert_eq!(welcome["type"], "welcome", "{welcome}");
+    });
+    alice.expect("* web joined #lobby");
+}
+
+#[test]
+fn an_empty_token_is_refused_at_startup() {
+    assert_one_line_error(
+        &run_switchboard(&["serve", "--port", "0", "--token", ""], b""),
+        "--token must be a non-empty word without spaces",
+    );
+}
