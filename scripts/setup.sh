@@ -2,7 +2,8 @@
 # Installs what the test suite needs on a fresh Debian machine (run as root,
 # or with sudo available). Idempotent: what is already there is skipped.
 #
-#   - netcat-openbsd: `nc`, a real third-party line client; curl for HTTP
+#   - netcat-openbsd: `nc`, a real third-party line client; curl for HTTP;
+#     openssl: `s_client` (a line client over TLS) and test certificates
 #   - Node.js and the `ws` package: the Node tutorial's client and server, and
 #     a Node WebSocket client (tests/node)
 #   - Debian's Chromium and playwright-core: the browser page's test
@@ -17,6 +18,7 @@ as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
 missing=()
 command -v nc >/dev/null || missing+=(netcat-openbsd)
 command -v curl >/dev/null || missing+=(curl)
+command -v openssl >/dev/null || missing+=(openssl)
 command -v chromium >/dev/null || missing+=(chromium)
 command -v node >/dev/null || missing+=(nodejs)
 command -v gcc >/dev/null || missing+=(gcc)

@@ -83,6 +83,15 @@ pub enum Error {
     #[error("{}", describe_io(.0))]
     Socket(io::Error),
 
+    /// A TLS certificate or key could not be loaded or used.
+    #[error("{context}: {reason}")]
+    Tls {
+        /// What we were loading, e.g. `could not read TLS certificate cert.pem`.
+        context: String,
+        /// Why it failed, in words.
+        reason: String,
+    },
+
     /// A WebSocket exchange failed after the connection was made.
     #[error("{context}: {reason}")]
     WebSocket {

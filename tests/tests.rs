@@ -8,6 +8,7 @@ mod chat_auth;
 mod chat_json;
 mod chat_line;
 mod chat_page;
+mod chat_tls;
 mod chat_web;
 mod cli_errors;
 mod connect;

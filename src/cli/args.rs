@@ -1,5 +1,7 @@
 //! The command line as clap sees it: raw arguments, checked for shape only.
 
+use std::path::PathBuf;
+
 use clap::{ArgAction, Args, Parser, Subcommand};
 
 /// switchboard: echo servers, netcat-style clients and a chat hub, in one binary.
@@ -115,6 +117,20 @@ pub struct ServeArgs {
         hide_env_values = true
     )]
     pub admin_token: Option<String>,
+
+    /// Serve TLS with this PEM certificate chain (with --tls-key), for every
+    /// kind of client on the same port; plain clients are still served.
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// The PEM private key of --tls-cert.
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+
+    /// Serve TLS with a certificate for localhost made at startup (for
+    /// development: clients must skip verification, e.g. `curl -k`).
+    #[arg(long, conflicts_with_all = ["tls_cert", "tls_key"])]
+    pub tls_self_signed: bool,
 
     /// Keep history in memory only, nothing on disk (the only store so far).
     #[arg(long)]

@@ -26,12 +26,14 @@ use switchboard::net::addr::HostPort;
 use switchboard::net::fd_limit::raise_fd_limit;
 use switchboard::net::listener;
 use switchboard::net::shutdown::run_until_signalled;
+use switchboard::net::tls::{self, Identity};
 use switchboard::server::auth::{Access, Token};
 use switchboard::server::{self, ServeOptions};
 use switchboard::storage::memory::MemoryHistory;
 use switchboard::transport::http::HttpConfig;
 use switchboard::transport::line::LineConfig;
 use switchboard::transport::ws::WsConfig;
+use tokio_rustls::TlsAcceptor;
 
 /// Runs the command `cli` names.
 ///
@@ -122,6 +124,7 @@ async fn run_serve(args: ServeArgs) -> anyhow::Result<()> {
             client: args.token.as_deref().map(Token::new),
             admin: args.admin_token.as_deref().map(Token::new),
         },
+        tls: tls_acceptor(&args)?,
         metrics,
     };
     raise_fd_limit();
@@ -134,6 +137,26 @@ async fn run_serve(args: ServeArgs) -> anyhow::Result<()> {
     )
     .await;
     Ok(())
+}
+
+/// The TLS acceptor `serve`'s flags ask for, if any.
+fn tls_acceptor(args: &ServeArgs) -> anyhow::Result<Option<TlsAcceptor>> {
+    let identity = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => Identity::Files {
+            cert: cert.clone(),
+            key: key.clone(),
+        },
+        _ if args.tls_self_signed => Identity::SelfSigned,
+        _ => return Ok(None),
+    };
+    let acceptor = tls::acceptor(&identity)?;
+    match identity {
+        Identity::SelfSigned => {
+            tracing::warn!("TLS with a self-signed certificate for localhost: for development only")
+        }
+        Identity::Files { cert, .. } => tracing::info!("TLS with {}", cert.display()),
+    }
+    Ok(Some(acceptor))
 }
 
 /// `switchboard echo`.

@@ -8,4 +8,5 @@ pub mod dial;
 pub mod fd_limit;
 pub mod listener;
 pub mod shutdown;
+pub mod tls;
 pub mod websocket;

@@ -17,7 +17,7 @@ use hyper::service::service_fn;
 use hyper::upgrade::{OnUpgrade, Upgraded};
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::oneshot;
 use tokio_tungstenite::WebSocketStream;
@@ -42,8 +42,9 @@ pub const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 ///
 /// # Errors
 /// hyper's error when the exchange fails (malformed request, slow head, …).
-pub async fn serve_http1<S>(stream: TcpStream, service: S) -> Result<(), hyper::Error>
+pub async fn serve_http1<IO, S>(stream: IO, service: S) -> Result<(), hyper::Error>
 where
+    IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     S: hyper::service::HttpService<Incoming>,
     S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     S::ResBody: 'static,

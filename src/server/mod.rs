@@ -7,9 +7,15 @@ pub mod sniff;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::io::AsyncWriteExt;
+use std::io::Cursor;
+
+use tokio::io::{
+    AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, Chain, Join, ReadHalf, WriteHalf,
+};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
+use tokio::time::timeout;
+use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -28,6 +34,9 @@ use sniff::Kind;
 /// The port `switchboard serve` listens on by default.
 pub const DEFAULT_PORT: u16 = 8080;
 
+/// How long a TLS client has to finish its handshake.
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// How long a silent client is waited for before it is greeted as a line client.
 pub const GREETING_SILENCE: Duration = Duration::from_millis(250);
 
@@ -44,6 +53,8 @@ pub struct ServeOptions {
     pub max_connections: usize,
     /// The tokens clients must present.
     pub access: Access,
+    /// Turns TLS on for every kind of client, when set.
+    pub tls: Option<TlsAcceptor>,
     /// Renders `/metrics`, when a recorder is installed.
     pub metrics: Option<PrometheusHandle>,
 }
@@ -72,6 +83,7 @@ pub async fn run(
         hub,
         line: Arc::new(options.line),
         access: options.access,
+        tls: options.tls,
         app,
     });
     let slots = Arc::new(Semaphore::new(options.max_connections));
@@ -108,6 +120,7 @@ struct Edges {
     hub: Hub,
     line: Arc<LineConfig>,
     access: Access,
+    tls: Option<TlsAcceptor>,
     app: Router,
 }
 
@@ -115,34 +128,83 @@ impl Edges {
     /// Hands a connection to the transport its first bytes call for.
     async fn dispatch(
         &self,
-        mut stream: TcpStream,
+        stream: TcpStream,
         peer: Peer,
         shutdown: CancellationToken,
     ) -> Result<()> {
         match sniff::sniff(&stream, GREETING_SILENCE).await {
+            Kind::Tls => self.serve_tls(stream, peer, shutdown).await,
+            kind => self.serve_as(kind, stream, peer, shutdown).await,
+        }
+    }
+
+    /// Completes a TLS handshake, then tells the client apart by its first
+    /// decrypted bytes and serves it like a plain one.
+    async fn serve_tls(
+        &self,
+        stream: TcpStream,
+        peer: Peer,
+        shutdown: CancellationToken,
+    ) -> Result<()> {
+        let Some(acceptor) = &self.tls else {
+            tracing::debug!("{peer}: TLS ClientHello, but TLS is not enabled");
+            return Ok(());
+        };
+        let mut session = match timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+            Ok(Ok(session)) => session,
+            Ok(Err(err)) => {
+                tracing::debug!("{peer}: TLS handshake failed: {err}");
+                return Ok(());
+            }
+            Err(_) => {
+                tracing::debug!("{peer}: TLS handshake not done in time");
+                return Ok(());
+            }
+        };
+        let (kind, first) = sniff::sniff_by_reading(&mut session, GREETING_SILENCE).await?;
+        self.serve_as(kind, rewind(first, session), peer, shutdown)
+            .await
+    }
+
+    /// Serves a client whose kind is known.
+    async fn serve_as<S>(
+        &self,
+        kind: Kind,
+        mut stream: S,
+        peer: Peer,
+        shutdown: CancellationToken,
+    ) -> Result<()>
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        match kind {
             Kind::Line => {
                 let Admission::In(input) =
                     line::authenticate(&mut stream, &self.access, &self.line, &shutdown).await?
                 else {
                     return Ok(());
                 };
-                line::serve(
-                    stream,
-                    input,
-                    peer,
-                    self.hub.clone(),
-                    Arc::clone(&self.line),
-                    shutdown,
-                )
-                .await
+                let (hub, config) = (self.hub.clone(), Arc::clone(&self.line));
+                line::serve(stream, input, peer, hub, config, shutdown).await
             }
             Kind::Http => http::serve(stream, peer, self.app.clone()).await,
             Kind::Tls => {
-                tracing::debug!("{peer}: TLS ClientHello, but TLS is not enabled");
+                tracing::debug!("{peer}: a TLS ClientHello where none belongs");
                 Ok(())
             }
         }
     }
+}
+
+/// A stream whose first bytes were read to tell the client apart: they are
+/// read again first, then the rest.
+type Rewound<S> = Join<Chain<Cursor<Vec<u8>>, ReadHalf<S>>, WriteHalf<S>>;
+
+/// Puts `first` back in front of `stream`.
+fn rewind<S: AsyncRead + AsyncWrite>(mut first: Vec<u8>, stream: S) -> Rewound<S> {
+    first.shrink_to_fit();
+    let (read, write) = tokio::io::split(stream);
+    tokio::io::join(Cursor::new(first).chain(read), write)
 }
 
 /// Writes `bytes` and closes, giving a slow peer one second.

@@ -6,7 +6,7 @@
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
-use tokio::io::ReadBuf;
+use tokio::io::{AsyncRead, AsyncReadExt, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
@@ -33,6 +33,9 @@ const METHODS: [&[u8]; 9] = [
     b"CONNECT ",
     b"TRACE ",
 ];
+
+/// How much [`sniff_by_reading`] reads at a time.
+const FIRST_READ: usize = 1024;
 
 /// How long to wait between looks when the first bytes do not decide yet.
 const RELOOK: Duration = Duration::from_millis(5);
@@ -68,6 +71,31 @@ pub async fn sniff(stream: &TcpStream, silence: Duration) -> Kind {
             }
             // The timer fired: bytes may still have arrived unseen under load.
             Err(_) => return peek_now(stream).unwrap_or(Kind::Line),
+        }
+    }
+}
+
+/// Like [`sniff`] for a stream that cannot be peeked (a TLS session): reads
+/// the first bytes instead and hands them back to be replayed.
+///
+/// # Errors
+/// The read error, when the stream fails before it is told apart.
+pub async fn sniff_by_reading<S: AsyncRead + Unpin>(
+    stream: &mut S,
+    silence: Duration,
+) -> std::io::Result<(Kind, Vec<u8>)> {
+    let deadline = Instant::now() + silence;
+    let mut first = Vec::with_capacity(FIRST_READ);
+    loop {
+        match tokio::time::timeout_at(deadline, stream.read_buf(&mut first)).await {
+            Ok(Ok(0)) | Err(_) => return Ok((Kind::Line, first)),
+            Ok(Ok(_)) => {
+                if let Some(kind) = classify(&first) {
+                    return Ok((kind, first));
+                }
+                first.reserve(FIRST_READ);
+            }
+            Ok(Err(err)) => return Err(err),
         }
     }
 }

@@ -21,7 +21,7 @@ use hyper_util::service::TowerToHyperService;
 use metrics_exporter_prometheus::PrometheusHandle;
 use serde::Deserialize;
 use serde_json::{Value, json};
-use tokio::net::TcpStream;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tower::ServiceExt;
@@ -99,7 +99,10 @@ pub fn router(state: AppState, config: &HttpConfig) -> Router {
 ///
 /// # Errors
 /// [`Error::WebSocket`] when the HTTP exchange fails (malformed request, slow head).
-pub async fn serve(stream: TcpStream, peer: Peer, app: Router) -> Result<()> {
+pub async fn serve<IO>(stream: IO, peer: Peer, app: Router) -> Result<()>
+where
+    IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     let service = TowerToHyperService::new(app.map_request(
         move |mut request: axum::http::Request<Incoming>| {
             request.extensions_mut().insert(peer);

@@ -10,14 +10,14 @@
 //! connection holds no buffer.
 
 use std::cell::RefCell;
-use std::io::ErrorKind;
+use std::future::poll_fn;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Poll, ready};
 use std::time::Duration;
 
 use bytes::BytesMut;
-use tokio::io::AsyncWriteExt;
-use tokio::net::TcpStream;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::time::Instant;
 use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 
@@ -63,7 +63,7 @@ enum Flow {
 /// What woke the connection up.
 enum Wake {
     Kicked,
-    Readable(std::io::Result<()>),
+    Read(std::io::Result<usize>),
     Event(Option<Arc<Outgoing>>),
     Idle,
 }
@@ -73,8 +73,8 @@ enum Wake {
 ///
 /// # Errors
 /// The socket error that ended the connection.
-pub async fn serve(
-    stream: TcpStream,
+pub async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
+    stream: S,
     input: BytesMut,
     peer: Peer,
     hub: Hub,
@@ -101,13 +101,13 @@ pub async fn serve(
 }
 
 /// One line client's state.
-struct LineConnection {
+struct LineConnection<S> {
     /// Resolves once the hub drops the connection or the server stops; one
     /// waiter for the connection's life rather than one per event.
     kicked: Pin<Box<WaitForCancellationFutureOwned>>,
     /// When the last bytes went either way.
     last_traffic: Instant,
-    stream: TcpStream,
+    stream: S,
     input: BytesMut,
     framer: LineFramer,
     format: Format,
@@ -116,7 +116,7 @@ struct LineConnection {
     config: Arc<LineConfig>,
 }
 
-impl LineConnection {
+impl<S: AsyncRead + AsyncWrite + Unpin> LineConnection<S> {
     /// The connection's life: greet, then serve lines and events.
     async fn run(mut self, shutdown: &CancellationToken) -> Result<()> {
         let mut greeting = vec![Outgoing::new(self.session.welcome())];
@@ -137,7 +137,7 @@ impl LineConnection {
             let wake = tokio::select! {
                 biased;
                 () = self.kicked.as_mut() => Wake::Kicked,
-                ready = self.stream.readable() => Wake::Readable(ready),
+                read = read_available(&mut self.stream, &mut self.input) => Wake::Read(read),
                 event = self.mailbox.events.recv() => Wake::Event(event),
                 () = &mut idle => Wake::Idle,
             };
@@ -159,14 +159,7 @@ impl LineConnection {
                     self.send(vec![first]).await?;
                     Flow::Continue
                 }
-                Wake::Readable(ready) => {
-                    ready?;
-                    match read_available(&self.stream, &mut self.input) {
-                        Ok(read) => self.on_read(read).await?,
-                        Err(err) if err.kind() == ErrorKind::WouldBlock => Flow::Continue,
-                        Err(err) => return Err(err.into()),
-                    }
-                }
+                Wake::Read(read) => self.on_read(read?).await?,
             };
             if flow == Flow::Close {
                 return Ok(());
@@ -296,7 +289,7 @@ impl LineConnection {
         tokio::select! {
             biased;
             () = self.kicked.as_mut() => Ok(()),
-            written = self.stream.write_all(&bytes) => {
+            written = write_all_now(&mut self.stream, &bytes) => {
                 written?;
                 self.mailbox.traffic.sent(bytes.len());
                 metrics::counter!("switchboard_events_sent_total", "transport" => "tcp").increment(events.len() as u64);
@@ -341,7 +334,7 @@ impl LineConnection {
     async fn say_last(&mut self, event: Event) -> Result<()> {
         let bytes = self.encode(&[Outgoing::new(event)]);
         let farewell = async {
-            self.stream.write_all(&bytes).await?;
+            write_all_now(&mut self.stream, &bytes).await?;
             self.stream.shutdown().await
         };
         let _ = tokio::time::timeout(GOODBYE_TIMEOUT, farewell).await;
@@ -389,8 +382,8 @@ fn gate(frame: Frame, access: &Access) -> Gate {
 ///
 /// # Errors
 /// The socket error that ended the connection.
-pub async fn authenticate(
-    stream: &mut TcpStream,
+pub async fn authenticate<S: AsyncRead + AsyncWrite + Unpin>(
+    stream: &mut S,
     access: &Access,
     config: &LineConfig,
     shutdown: &CancellationToken,
@@ -398,28 +391,22 @@ pub async fn authenticate(
     if !access.client_token_required() {
         return Ok(Admission::In(BytesMut::new()));
     }
-    stream
-        .write_all(b"* this server needs a token: send /auth TOKEN\n")
-        .await?;
+    write_all_now(stream, b"* this server needs a token: send /auth TOKEN\n").await?;
     let mut input = BytesMut::new();
     let mut framer = LineFramer::new(config.max_line);
     let wait_for_token = async {
         loop {
-            stream.readable().await?;
-            match read_available(stream, &mut input) {
-                Ok(0) => return Ok(Admission::Out),
-                Ok(_) => {}
-                Err(err) if err.kind() == ErrorKind::WouldBlock => continue,
-                Err(err) => return Err(err),
+            if read_available(stream, &mut input).await? == 0 {
+                return Ok::<_, std::io::Error>(Admission::Out);
             }
             while let Some(frame) = framer.next(&mut input) {
                 match gate(frame, access) {
                     Gate::Open => return Ok(Admission::In(std::mem::take(&mut input))),
                     Gate::Close(farewell) => {
-                        stream.write_all(farewell.as_bytes()).await?;
+                        write_all_now(stream, farewell.as_bytes()).await?;
                         return Ok(Admission::Out);
                     }
-                    Gate::Ask(question) => stream.write_all(question.as_bytes()).await?,
+                    Gate::Ask(question) => write_all_now(stream, question.as_bytes()).await?,
                     Gate::Wait => {}
                 }
             }
@@ -430,7 +417,7 @@ pub async fn authenticate(
             Ok(admission) => Ok(admission?),
             Err(_) => {
                 let notice = b"! no token within the time allowed: goodbye\n";
-                let _ = tokio::time::timeout(GOODBYE_TIMEOUT, stream.write_all(notice)).await;
+                let _ = tokio::time::timeout(GOODBYE_TIMEOUT, write_all_now(stream, notice)).await;
                 Ok(Admission::Out)
             }
         },
@@ -453,14 +440,29 @@ thread_local! {
     static SCRATCH: RefCell<Box<[u8]>> = RefCell::new(vec![0; READ_CHUNK].into_boxed_slice());
 }
 
-/// Reads what has arrived onto the end of `input` (which only holds a partial
-/// line between reads); 0 at end of stream, `WouldBlock` when nothing was there.
-fn read_available(stream: &TcpStream, input: &mut BytesMut) -> std::io::Result<usize> {
-    SCRATCH.with_borrow_mut(|scratch| {
-        let read = stream.try_read(scratch)?;
-        input.extend_from_slice(&scratch[..read]);
-        Ok(read)
+/// Waits for bytes and adds them to the end of `input` (which only holds a
+/// partial line between reads); 0 at end of stream. The read lands in the
+/// thread's scratch buffer, so a connection waiting here holds none.
+async fn read_available<S: AsyncRead + Unpin>(
+    stream: &mut S,
+    input: &mut BytesMut,
+) -> std::io::Result<usize> {
+    poll_fn(|cx| {
+        SCRATCH.with_borrow_mut(|scratch| {
+            let mut filled = ReadBuf::new(scratch);
+            ready!(Pin::new(&mut *stream).poll_read(cx, &mut filled))?;
+            input.extend_from_slice(filled.filled());
+            Poll::Ready(Ok(filled.filled().len()))
+        })
     })
+    .await
+}
+
+/// Writes all of `bytes` and flushes them (a TLS stream holds its records
+/// until flushed; for plain TCP the flush costs nothing).
+async fn write_all_now<S: AsyncWrite + Unpin>(stream: &mut S, bytes: &[u8]) -> std::io::Result<()> {
+    stream.write_all(bytes).await?;
+    stream.flush().await
 }
 
 #[cfg(test)]

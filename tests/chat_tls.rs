@@ -1,0 +1,231 @@
+//! `serve` over TLS (SPEC 5.5): line, HTTP and WebSocket clients on one port,
+//! each through a real TLS client (`openssl s_client`, curl, Python
+//! `websockets`), with certificates made at startup or loaded from files.
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::PathBuf;
+use std::process::{Child, ChildStdin, Stdio};
+use std::sync::mpsc::{self, Receiver};
+use std::thread;
+use std::time::Duration;
+
+use crate::util::{
+    Server, assert_one_line_error, curl, repo_file, run, run_switchboard, stdout, tool,
+};
+
+/// How long a line from the server may take.
+const LINE_DEADLINE: Duration = Duration::from_secs(10);
+
+/// A line client over TLS: `openssl s_client`, which is `nc` for TLS.
+struct TlsLineClient {
+    child: Child,
+    input: ChildStdin,
+    lines: Receiver<String>,
+}
+
+impl TlsLineClient {
+    /// Connects to the server (without verifying its certificate).
+    fn connect(server: &Server) -> Self {
+        let mut child = tool("openssl")
+            .args(["s_client", "-quiet", "-connect", &server.local()])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("openssl s_client starts");
+        let input = child.stdin.take().expect("stdin");
+        let output = BufReader::new(child.stdout.take().expect("stdout"));
+        let (sender, lines) = mpsc::channel();
+        thread::spawn(move || {
+            for line in output.lines().map_while(Result::ok) {
+                if sender.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Self {
+            child,
+            input,
+            lines,
+        }
+    }
+
+    fn send(&mut self, line: &str) {
+        writeln!(self.input, "{line}").expect("write to openssl");
+    }
+
+    fn expect(&mut self, expected: &str) {
+        let line = self
+            .lines
+            .recv_timeout(LINE_DEADLINE)
+            .unwrap_or_else(|_| panic!("no line from the server, expected {expected:?}"));
+        assert_eq!(line, expected);
+    }
+}
+
+impl Drop for TlsLineClient {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn line_http_and_websocket_clients_meet_over_tls_on_one_port() {
+    let server = Server::start(&["serve", "--tls-self-signed", "--token", "t0k"]);
+    let https = |path: &str| format!("https://{}{path}", server.local());
+
+    let mut nc = TlsLineClient::connect(&server);
+    nc.expect("* this server needs a token: send /auth TOKEN");
+    nc.send("/auth t0k");
+    let welcome = nc.lines.recv_timeout(LINE_DEADLINE).expect("welcome");
+    assert!(welcome.starts_with("* welcome guest-"), "{welcome}");
+    nc.lines.recv_timeout(LINE_DEADLINE).expect("joined #lobby");
+    nc.send("/nick tls-nc");
+    nc.expect("* you are now known as tls-nc");
+
+    let mut python = tool("python3");
+    python
+        .arg(repo_file("tests/python/ws_chat_client.py"))
+        .args([
+            &format!("wss://{}/ws?nick=py&room=lobby&token=t0k", server.local()),
+            "curl",
+            "hello from python",
+            "3",
+        ]);
+    let python = thread::spawn(move || run(python, b""));
+    nc.expect("* py joined #lobby");
+
+    nc.send("hello over tls");
+    nc.expect("[#lobby] tls-nc: hello over tls");
+    let (status, body) = curl(&[
+        "-k",
+        "-X",
+        "POST",
+        "-H",
+        "Authorization: Bearer t0k",
+        "-H",
+        "content-type: application/json",
+        "--data-binary",
+        r#"{"from":"curl","text":"hello from curl"}"#,
+        &https("/api/rooms/lobby/messages"),
+    ]);
+    assert_eq!(status, 201, "{body}");
+    nc.expect("[#lobby] curl: hello from curl");
+    nc.expect("[#lobby] py: hello from python");
+    let python = python.join().unwrap();
+    assert!(python.status.success(), "{python:?}");
+    assert_eq!(
+        stdout(&python).lines().collect::<Vec<_>>(),
+        [
+            "tls-nc: hello over tls",
+            "curl: hello from curl",
+            "py: hello from python"
+        ]
+    );
+
+    // Plain clients are still served on the same port.
+    assert_eq!(curl(&[&server.url("/healthz")]), (200, "ok\n".into()));
+    assert_eq!(curl(&["-k", &https("/healthz")]), (200, "ok\n".into()));
+}
+
+/// A fresh directory under `target/` for one test's files.
+fn scratch_dir(name: &str) -> PathBuf {
+    let dir = repo_file(&format!("target/test-tls/{name}"));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("scratch dir");
+    dir
+}
+
+/// Makes a certificate for 127.0.0.1 and its key with openssl; returns their paths.
+fn make_certificate(dir: &std::path::Path, name: &str) -> (String, String) {
+    let cert = dir.join(format!("{name}.pem")).display().to_string();
+    let key = dir.join(format!("{name}-key.pem")).display().to_string();
+    let mut openssl = tool("openssl");
+    openssl.args([
+        "req",
+        "-x509",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+        "-days",
+        "1",
+        "-subj",
+        "/CN=localhost",
+        "-addext",
+        "subjectAltName=IP:127.0.0.1,DNS:localhost",
+        "-keyout",
+        &key,
+        "-out",
+        &cert,
+    ]);
+    let made = run(openssl, b"");
+    assert!(made.status.success(), "{made:?}");
+    (cert, key)
+}
+
+#[test]
+fn a_certificate_from_files_verifies_with_curl() {
+    let dir = scratch_dir("files");
+    let (cert, key) = make_certificate(&dir, "server");
+    let server = Server::start(&["serve", "--tls-cert", &cert, "--tls-key", &key]);
+    let url = format!("https://127.0.0.1:{}/healthz", server.port);
+    assert_eq!(curl(&["--cacert", &cert, &url]), (200, "ok\n".into()));
+    let (status, _) = curl(&[&url]);
+    assert_eq!(status, 0, "an unknown certificate is refused by default");
+}
+
+#[test]
+fn unreadable_or_mismatched_certificates_are_clear_errors() {
+    let dir = scratch_dir("errors");
+    let (cert, _) = make_certificate(&dir, "one");
+    let (_, other_key) = make_certificate(&dir, "two");
+    let missing = dir.join("missing.pem").display().to_string();
+    assert_one_line_error(
+        &run_switchboard(
+            &[
+                "serve",
+                "--port",
+                "0",
+                "--tls-cert",
+                &missing,
+                "--tls-key",
+                &other_key,
+            ],
+            b"",
+        ),
+        &format!("could not read TLS certificate {missing}: no such file or directory"),
+    );
+    assert_one_line_error(
+        &run_switchboard(
+            &[
+                "serve",
+                "--port",
+                "0",
+                "--tls-cert",
+                &cert,
+                "--tls-key",
+                &cert,
+            ],
+            b"",
+        ),
+        "could not read TLS key",
+    );
+    assert_one_line_error(
+        &run_switchboard(
+            &[
+                "serve",
+                "--port",
+                "0",
+                "--tls-cert",
+                &cert,
+                "--tls-key",
+                &other_key,
+            ],
+            b"",
+        ),
+        "could not use the TLS certificate and key",
+    );
+}
