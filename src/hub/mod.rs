@@ -11,6 +11,7 @@
 
 pub mod event;
 pub mod names;
+pub mod queue;
 pub mod rate;
 pub mod session;
 
@@ -22,12 +23,12 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::SystemTime;
 
 use serde::Serialize;
-use tokio::sync::mpsc::{self, error::TrySendError};
 use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 
 use crate::storage::{History, StorageError};
 use event::{ChatMessage, DirectMessage, Event, Outgoing};
 use names::{Nick, RoomName};
+use queue::{Full, Inbox, Outbox};
 
 /// A connection's number inside the hub.
 pub type ConnId = u64;
@@ -165,7 +166,7 @@ pub struct Mailbox {
     /// The nick it was given.
     pub nick: Nick,
     /// Events for the connection, in order.
-    pub events: mpsc::Receiver<Arc<Outgoing>>,
+    pub events: Inbox,
     /// Cancelled when the hub drops the connection (too slow) or the server stops.
     pub kicked: CancellationToken,
     /// Its byte counters.
@@ -186,12 +187,7 @@ impl Mailbox {
     /// [`Self::MAX_BATCH`]: a transport writes them in one go instead of one
     /// wake-up each.
     pub fn take_queued(&mut self, events: &mut Vec<Arc<Outgoing>>) {
-        while events.len() < Self::MAX_BATCH {
-            match self.events.try_recv() {
-                Ok(next) => events.push(next),
-                Err(_) => break,
-            }
-        }
+        self.events.drain_into(events, Self::MAX_BATCH);
     }
 }
 
@@ -218,7 +214,7 @@ struct Conn {
     nick: Nick,
     info: ConnectionInfo,
     rooms: BTreeSet<RoomName>,
-    outbox: mpsc::Sender<Arc<Outgoing>>,
+    outbox: Outbox,
     kicked: CancellationToken,
     traffic: Arc<Traffic>,
 }
@@ -275,7 +271,7 @@ impl Hub {
     /// Registers a connection under a fresh `guest-N` nick. Cancelling
     /// `shutdown` also cancels the mailbox's `kicked` token.
     pub fn register(&self, info: ConnectionInfo, shutdown: &CancellationToken) -> Mailbox {
-        let (outbox, events) = mpsc::channel(self.shared.config.queue.max(1));
+        let (outbox, events) = queue::bounded(self.shared.config.queue);
         let kicked = shutdown.child_token();
         let traffic = Arc::new(Traffic::default());
         let mut state = self.state();
@@ -598,9 +594,9 @@ fn deliver(
         let Some(conn) = conns.get(&member) else {
             continue;
         };
-        match conn.outbox.try_send(Arc::clone(event)) {
-            Ok(()) | Err(TrySendError::Closed(_)) => {}
-            Err(TrySendError::Full(_)) => {
+        match conn.outbox.push(Arc::clone(event)) {
+            Ok(()) => {}
+            Err(Full) => {
                 if !conn.kicked.is_cancelled() {
                     metrics::counter!("switchboard_slow_consumers_dropped_total").increment(1);
                     conn.kicked.cancel();
