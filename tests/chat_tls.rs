@@ -183,49 +183,21 @@ fn unreadable_or_mismatched_certificates_are_clear_errors() {
     let (cert, _) = make_certificate(&dir, "one");
     let (_, other_key) = make_certificate(&dir, "two");
     let missing = dir.join("missing.pem").display().to_string();
-    assert_one_line_error(
-        &run_switchboard(
-            &[
-                "serve",
-                "--port",
-                "0",
-                "--tls-cert",
-                &missing,
-                "--tls-key",
-                &other_key,
-            ],
-            b"",
+    let cases = [
+        (
+            &missing,
+            &other_key,
+            format!("could not read TLS certificate {missing}: no such file or directory"),
         ),
-        &format!("could not read TLS certificate {missing}: no such file or directory"),
-    );
-    assert_one_line_error(
-        &run_switchboard(
-            &[
-                "serve",
-                "--port",
-                "0",
-                "--tls-cert",
-                &cert,
-                "--tls-key",
-                &cert,
-            ],
-            b"",
+        (&cert, &cert, "could not read TLS key".to_string()),
+        (
+            &cert,
+            &other_key,
+            "could not use the TLS certificate and key".to_string(),
         ),
-        "could not read TLS key",
-    );
-    assert_one_line_error(
-        &run_switchboard(
-            &[
-                "serve",
-                "--port",
-                "0",
-                "--tls-cert",
-                &cert,
-                "--tls-key",
-                &other_key,
-            ],
-            b"",
-        ),
-        "could not use the TLS certificate and key",
-    );
+    ];
+    for (cert, key, expected) in cases {
+        let args = ["serve", "--port", "0", "--tls-cert", cert, "--tls-key", key];
+        assert_one_line_error(&run_switchboard(&args, b""), &expected);
+    }
 }
