@@ -37,14 +37,13 @@ pub fn acceptor(identity: &Identity) -> Result<TlsAcceptor> {
         Identity::Files { cert, key } => (read_chain(cert)?, read_key(key)?),
         Identity::SelfSigned => self_signed()?,
     };
-    let config = ServerConfig::builder_with_provider(Arc::new(ring::default_provider()))
+    let mut config = ServerConfig::builder_with_provider(Arc::new(ring::default_provider()))
         .with_safe_default_protocol_versions()
         .and_then(|builder| builder.with_no_client_auth().with_single_cert(chain, key))
         .map_err(|err| Error::Tls {
             context: "could not use the TLS certificate and key".into(),
             reason: err.to_string(),
         })?;
-    let mut config = config;
     // HTTP/1.1 only: the same connection may become a WebSocket.
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(TlsAcceptor::from(Arc::new(config)))

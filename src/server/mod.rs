@@ -68,6 +68,7 @@ pub async fn run(
     shutdown: CancellationToken,
 ) {
     let sessions = TaskTracker::new();
+    let access = Arc::new(options.access);
     let app = http::router(
         AppState {
             hub: hub.clone(),
@@ -75,14 +76,14 @@ pub async fn run(
             shutdown: shutdown.clone(),
             metrics: options.metrics,
             sessions: sessions.clone(),
-            access: Arc::new(options.access.clone()),
+            access: Arc::clone(&access),
         },
         &options.http,
     );
     let edges = Arc::new(Edges {
         hub,
         line: Arc::new(options.line),
-        access: options.access,
+        access,
         tls: options.tls,
         app,
     });
@@ -119,7 +120,7 @@ pub async fn run(
 struct Edges {
     hub: Hub,
     line: Arc<LineConfig>,
-    access: Access,
+    access: Arc<Access>,
     tls: Option<TlsAcceptor>,
     app: Router,
 }

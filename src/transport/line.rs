@@ -30,6 +30,7 @@ use crate::net::accept::Peer;
 use crate::protocol::{self, json, line};
 use crate::server::auth::{Access, Need};
 use crate::transport::framing::{Frame, LineFramer};
+use crate::transport::silent_for;
 
 /// How much one read asks for.
 const READ_CHUNK: usize = 4096;
@@ -144,10 +145,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> LineConnection<S> {
             let flow = match wake {
                 Wake::Kicked => return self.goodbye(shutdown).await,
                 Wake::Idle => {
-                    // The timer is not moved on every event; look at the clock now.
-                    let quiet_until = self.last_traffic + self.config.idle_timeout;
-                    if Instant::now() < quiet_until {
-                        idle.as_mut().reset(quiet_until);
+                    if !silent_for(idle.as_mut(), self.last_traffic, self.config.idle_timeout) {
                         continue;
                     }
                     let seconds = self.config.idle_timeout.as_secs();

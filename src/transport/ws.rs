@@ -28,6 +28,7 @@ use crate::hub::{ConnectionInfo, Hub, Mailbox, Transport};
 use crate::net::accept::Peer;
 use crate::net::websocket::{self, ServerSocket};
 use crate::protocol::{self, json};
+use crate::transport::silent_for;
 
 /// How long the closing handshake may take.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
@@ -172,12 +173,10 @@ impl WsConnection {
                 _ = pings.tick() => Wake::Ping,
                 () = &mut idle => Wake::Idle,
             };
-            if let Wake::Idle = wake {
-                let quiet_until = self.last_traffic + self.config.idle_timeout;
-                if Instant::now() < quiet_until {
-                    idle.as_mut().reset(quiet_until);
-                    continue;
-                }
+            if matches!(wake, Wake::Idle)
+                && !silent_for(idle.as_mut(), self.last_traffic, self.config.idle_timeout)
+            {
+                continue;
             }
             let reaction = Box::pin(self.react(wake, shutdown));
             if let Flow::Stop = reaction.await? {
