@@ -2,7 +2,7 @@
 //! each through a real TLS client (`openssl s_client`, curl, Python
 //! `websockets`), with certificates made at startup or loaded from files.
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader, ErrorKind, Write};
 use std::path::PathBuf;
 use std::process::{Child, ChildStdin, Stdio};
 use std::sync::mpsc::{self, Receiver};
@@ -127,6 +127,27 @@ fn line_http_and_websocket_clients_meet_over_tls_on_one_port() {
     // Plain clients are still served on the same port.
     assert_eq!(curl(&[&server.url("/healthz")]), (200, "ok\n".into()));
     assert_eq!(curl(&["-k", &https("/healthz")]), (200, "ok\n".into()));
+}
+
+#[test]
+fn a_broken_handshake_is_dropped_and_harms_nobody() {
+    let server = Server::start(&["serve", "--tls-self-signed"]);
+    let mut broken = server.connect();
+    // A TLS record header, then bytes that are no ClientHello.
+    broken
+        .write_all(b"\x16\x03\x01\x00\x05hello, not a handshake")
+        .unwrap();
+    let mut rest = Vec::new();
+    if let Err(err) = std::io::Read::read_to_end(&mut broken, &mut rest) {
+        let waited = matches!(err.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut);
+        assert!(!waited, "the server hangs up instead of waiting: {err}");
+    }
+    assert!(
+        !String::from_utf8_lossy(&rest).contains("welcome"),
+        "no chat for a broken handshake: {rest:?}"
+    );
+    let https = format!("https://{}/healthz", server.local());
+    assert_eq!(curl(&["-k", &https]), (200, "ok\n".into()));
 }
 
 /// A fresh directory under `target/` for one test's files.
