@@ -6,8 +6,8 @@
 //! synchronous sections and never across `.await`. Room ids are assigned and
 //! the message is queued to every member inside the same section, so every
 //! member sees a room's messages in id order. Queues are bounded: a member
-//! whose queue is full is disconnected (its `kicked` token is cancelled),
-//! never buffered further.
+//! whose queue is full is kicked (its task learns it from the queue), never
+//! buffered further.
 
 pub mod event;
 pub mod names;
@@ -17,18 +17,16 @@ pub mod session;
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::net::SocketAddr;
-use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::SystemTime;
 
 use serde::Serialize;
-use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 
 use crate::storage::{History, StorageError};
 use event::{ChatMessage, DirectMessage, Event, Outgoing};
 use names::{Nick, RoomName};
-use queue::{Full, Inbox, Outbox};
+use queue::{Full, Inbox, Kick, Outbox};
 
 /// A connection's number inside the hub.
 pub type ConnId = u64;
@@ -165,10 +163,9 @@ pub struct Mailbox {
     pub id: ConnId,
     /// The nick it was given.
     pub nick: Nick,
-    /// Events for the connection, in order.
+    /// Events for the connection, in order, and the hub's kick when it drops
+    /// the connection (too slow, or the server stops).
     pub events: Inbox,
-    /// Cancelled when the hub drops the connection (too slow) or the server stops.
-    pub kicked: CancellationToken,
     /// Its byte counters.
     pub traffic: Arc<Traffic>,
 }
@@ -176,12 +173,6 @@ pub struct Mailbox {
 impl Mailbox {
     /// The most events a transport writes in one batch.
     pub const MAX_BATCH: usize = 256;
-
-    /// Resolves once the connection is kicked or the server stops: one
-    /// waiter for the connection's life rather than one per event.
-    pub fn until_kicked(&self) -> Pin<Box<WaitForCancellationFutureOwned>> {
-        Box::pin(self.kicked.clone().cancelled_owned())
-    }
 
     /// Moves events already queued onto `events`, until it holds
     /// [`Self::MAX_BATCH`]: a transport writes them in one go instead of one
@@ -215,7 +206,6 @@ struct Conn {
     info: ConnectionInfo,
     rooms: BTreeSet<RoomName>,
     outbox: Outbox,
-    kicked: CancellationToken,
     traffic: Arc<Traffic>,
 }
 
@@ -228,6 +218,8 @@ struct State {
     next_conn: ConnId,
     next_guest: u64,
     next_dm: u64,
+    /// Set by [`Hub::stop`]: connections registering later are kicked at once.
+    stopping: bool,
 }
 
 /// The shared hub; cheap to clone.
@@ -268,13 +260,14 @@ impl Hub {
         self.shared.history.as_ref()
     }
 
-    /// Registers a connection under a fresh `guest-N` nick. Cancelling
-    /// `shutdown` also cancels the mailbox's `kicked` token.
-    pub fn register(&self, info: ConnectionInfo, shutdown: &CancellationToken) -> Mailbox {
+    /// Registers a connection under a fresh `guest-N` nick.
+    pub fn register(&self, info: ConnectionInfo) -> Mailbox {
         let (outbox, events) = queue::bounded(self.shared.config.queue);
-        let kicked = shutdown.child_token();
         let traffic = Arc::new(Traffic::default());
         let mut state = self.state();
+        if state.stopping {
+            outbox.kick(Kick::ServerStopping);
+        }
         let nick = loop {
             state.next_guest += 1;
             let candidate = format!("guest-{}", state.next_guest);
@@ -292,7 +285,6 @@ impl Hub {
                 info,
                 rooms: BTreeSet::new(),
                 outbox,
-                kicked: kicked.clone(),
                 traffic: Arc::clone(&traffic),
             },
         );
@@ -304,8 +296,17 @@ impl Hub {
             id,
             nick,
             events,
-            kicked,
             traffic,
+        }
+    }
+
+    /// Kicks every connection, now and later, because the server is stopping:
+    /// each says goodbye to its client and leaves.
+    pub fn stop(&self) {
+        let mut state = self.state();
+        state.stopping = true;
+        for conn in state.conns.values() {
+            conn.outbox.kick(Kick::ServerStopping);
         }
     }
 
@@ -594,14 +595,8 @@ fn deliver(
         let Some(conn) = conns.get(&member) else {
             continue;
         };
-        match conn.outbox.push(Arc::clone(event)) {
-            Ok(()) => {}
-            Err(Full) => {
-                if !conn.kicked.is_cancelled() {
-                    metrics::counter!("switchboard_slow_consumers_dropped_total").increment(1);
-                    conn.kicked.cancel();
-                }
-            }
+        if conn.outbox.push(Arc::clone(event)) == Err(Full) && conn.outbox.kick(Kick::TooSlow) {
+            metrics::counter!("switchboard_slow_consumers_dropped_total").increment(1);
         }
     }
 }

@@ -1,10 +1,14 @@
-//! A connection's bounded queue of events, from the hub to the connection's task.
+//! A connection's bounded queue of events, from the hub to the connection's task,
+//! which also carries the hub's decision to drop the connection (it fell
+//! behind, or the server is stopping).
 //!
 //! Hand-written over tokio's bounded `mpsc` because that costs about 800 bytes
 //! per connection (its channel, semaphore and first block of slots) whether
 //! anything is queued or not; 10,000 idle WebSockets paid 8 MB for it. This
 //! one is a locked `VecDeque` and a waker in one small allocation, and its
-//! storage is let go whenever the connection has drained it.
+//! storage is let go whenever the connection has drained it. Carrying the
+//! kick here too spares each connection a cancellation token and its waiter
+//! (about 250 bytes, and a lock taken on every wake-up).
 
 use std::collections::VecDeque;
 use std::future::poll_fn;
@@ -46,6 +50,26 @@ pub struct Inbox {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Full;
 
+/// Why the hub dropped a connection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kick {
+    /// Its queue filled up: it is not reading fast enough.
+    TooSlow,
+    /// The server is shutting down.
+    ServerStopping,
+}
+
+/// What a connection's task gets next.
+#[derive(Debug)]
+pub enum Next {
+    /// An event to send.
+    Event(Arc<Outgoing>),
+    /// The hub dropped the connection; queued events are not sent.
+    Kicked(Kick),
+    /// The hub let go of the connection and everything queued was taken.
+    Closed,
+}
+
 /// What both ends share.
 #[derive(Debug)]
 struct Queue {
@@ -54,11 +78,12 @@ struct Queue {
     capacity: usize,
 }
 
-/// The events, and whether the hub's end is gone.
+/// The events, whether the hub's end is gone, and whether it kicked the connection.
 #[derive(Debug, Default)]
 struct State {
     events: VecDeque<Arc<Outgoing>>,
     outbox_dropped: bool,
+    kicked: Option<Kick>,
 }
 
 impl Queue {
@@ -71,13 +96,16 @@ impl Queue {
 }
 
 impl Outbox {
-    /// Queues `event` and wakes the connection.
+    /// Queues `event` and wakes the connection; a kicked connection gets nothing more.
     ///
     /// # Errors
     /// [`Full`] when `capacity` events are already waiting.
     pub fn push(&self, event: Arc<Outgoing>) -> Result<(), Full> {
         {
             let mut state = self.queue.state();
+            if state.kicked.is_some() {
+                return Ok(());
+            }
             if state.events.len() >= self.queue.capacity {
                 return Err(Full);
             }
@@ -85,6 +113,22 @@ impl Outbox {
         }
         self.queue.waker.wake();
         Ok(())
+    }
+
+    /// Drops the connection for `reason`: its task learns of it next, before
+    /// any queued event, and the queue's storage is let go. `false` when it
+    /// was kicked already.
+    pub fn kick(&self, reason: Kick) -> bool {
+        {
+            let mut state = self.queue.state();
+            if state.kicked.is_some() {
+                return false;
+            }
+            state.kicked = Some(reason);
+            state.events = VecDeque::new();
+        }
+        self.queue.waker.wake();
+        true
     }
 }
 
@@ -96,33 +140,43 @@ impl Drop for Outbox {
 }
 
 impl Inbox {
-    /// The next event; `None` once the hub has let go of the connection and
-    /// everything queued was taken.
-    pub async fn recv(&mut self) -> Option<Arc<Outgoing>> {
+    /// Waits for the next event, the kick or the end.
+    pub async fn next(&mut self) -> Next {
+        self.wait_for(Self::try_next).await
+    }
+
+    /// Resolves once the connection is kicked, with the reason: a write in
+    /// progress races this, so a peer that stopped reading cannot hold its
+    /// task forever.
+    pub async fn kicked(&self) -> Kick {
+        self.wait_for(|inbox| inbox.queue.state().kicked).await
+    }
+
+    /// Polls `ready` until it gives a value, registering for a wake-up in between.
+    async fn wait_for<T>(&self, mut ready: impl FnMut(&Self) -> Option<T>) -> T {
         poll_fn(|cx| {
-            if let Some(ready) = self.try_recv() {
-                return Poll::Ready(ready);
+            if let Some(value) = ready(self) {
+                return Poll::Ready(value);
             }
             self.queue.waker.register(cx.waker());
-            // An event pushed between the look and the registration woke nobody.
-            match self.try_recv() {
-                Some(ready) => Poll::Ready(ready),
-                None => Poll::Pending,
-            }
+            // A push between the look and the registration woke nobody.
+            ready(self).map_or(Poll::Pending, Poll::Ready)
         })
         .await
     }
 
-    /// An event if one is queued (`Some(None)` when the hub's end is gone and
-    /// the queue is empty), `None` when the connection has to wait.
-    fn try_recv(&mut self) -> Option<Option<Arc<Outgoing>>> {
+    /// What is next, if anything: the kick comes before queued events.
+    fn try_next(&self) -> Option<Next> {
         let mut state = self.queue.state();
+        if let Some(reason) = state.kicked {
+            return Some(Next::Kicked(reason));
+        }
         match state.events.pop_front() {
             Some(event) => {
                 release_if_drained(&mut state);
-                Some(Some(event))
+                Some(Next::Event(event))
             }
-            None if state.outbox_dropped => Some(None),
+            None if state.outbox_dropped => Some(Next::Closed),
             None => None,
         }
     }
@@ -138,6 +192,11 @@ impl Inbox {
     /// How many events are waiting.
     pub fn len(&self) -> usize {
         self.queue.state().events.len()
+    }
+
+    /// The most events the queue holds.
+    pub fn capacity(&self) -> usize {
+        self.queue.capacity
     }
 
     /// Whether no event is waiting.
@@ -170,6 +229,13 @@ mod tests {
         }
     }
 
+    async fn next_event(inbox: &mut Inbox) -> String {
+        match inbox.next().await {
+            Next::Event(event) => text(&event),
+            other => panic!("not an event: {other:?}"),
+        }
+    }
+
     #[tokio::test]
     async fn events_arrive_in_order_and_the_queue_is_bounded() {
         let (outbox, mut inbox) = bounded(2);
@@ -177,7 +243,7 @@ mod tests {
         assert_eq!(outbox.push(notice("b")), Ok(()));
         assert_eq!(outbox.push(notice("c")), Err(Full));
         assert_eq!(inbox.len(), 2);
-        assert_eq!(text(&inbox.recv().await.unwrap()), "a");
+        assert_eq!(next_event(&mut inbox).await, "a");
         let mut batch = Vec::new();
         inbox.drain_into(&mut batch, 10);
         assert_eq!(batch.iter().map(|e| text(e)).collect::<Vec<_>>(), ["b"]);
@@ -189,13 +255,31 @@ mod tests {
     async fn a_waiting_receiver_is_woken_and_sees_the_end() {
         let (outbox, mut inbox) = bounded(4);
         let receiver = tokio::spawn(async move {
-            let first = inbox.recv().await.map(|e| text(&e));
-            (first, inbox.recv().await.is_none())
+            let first = next_event(&mut inbox).await;
+            (first, matches!(inbox.next().await, Next::Closed))
         });
         tokio::task::yield_now().await;
         outbox.push(notice("late")).unwrap();
         drop(outbox);
-        assert_eq!(receiver.await.unwrap(), (Some("late".into()), true));
+        assert_eq!(receiver.await.unwrap(), ("late".into(), true));
+    }
+
+    #[tokio::test]
+    async fn a_kick_comes_before_queued_events_and_stops_further_ones() {
+        let (outbox, inbox) = bounded(4);
+        outbox.push(notice("queued")).unwrap();
+        let waiting = tokio::spawn(async move {
+            let reason = inbox.kicked().await;
+            (reason, inbox)
+        });
+        tokio::task::yield_now().await;
+        assert!(outbox.kick(Kick::TooSlow));
+        assert!(!outbox.kick(Kick::ServerStopping), "the first reason stays");
+        let (reason, mut inbox) = waiting.await.unwrap();
+        assert_eq!(reason, Kick::TooSlow);
+        assert_eq!(outbox.push(notice("after")), Ok(()));
+        assert!(inbox.is_empty(), "nothing is queued once kicked");
+        assert!(matches!(inbox.next().await, Next::Kicked(Kick::TooSlow)));
     }
 
     #[test]

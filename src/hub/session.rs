@@ -10,8 +10,6 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use tokio_util::sync::CancellationToken;
-
 use crate::hub::event::{ErrorCode, Event, Outgoing, Reference};
 use crate::hub::names::{NameError, Nick, RoomName};
 use crate::hub::rate::TokenBucket;
@@ -100,15 +98,10 @@ pub struct Session {
 
 impl Session {
     /// Registers a new connection with `hub`: its session, and the mailbox
-    /// its events arrive in (kicked too when `shutdown` is cancelled).
-    pub fn open(
-        hub: Hub,
-        info: ConnectionInfo,
-        limits: Limits,
-        shutdown: &CancellationToken,
-    ) -> (Self, Mailbox) {
+    /// its events (and the hub's kick) arrive in.
+    pub fn open(hub: Hub, info: ConnectionInfo, limits: Limits) -> (Self, Mailbox) {
         let fd = info.fd;
-        let mailbox = hub.register(info, shutdown);
+        let mailbox = hub.register(info);
         let session = Self {
             id: mailbox.id,
             fd,

@@ -73,7 +73,6 @@ pub async fn run(
         AppState {
             hub: hub.clone(),
             ws: Arc::new(options.ws),
-            shutdown: shutdown.clone(),
             metrics: options.metrics,
             sessions: sessions.clone(),
             access: Arc::clone(&access),
@@ -81,7 +80,7 @@ pub async fn run(
         &options.http,
     );
     let edges = Arc::new(Edges {
-        hub,
+        hub: hub.clone(),
         line: Arc::new(options.line),
         access,
         tls: options.tls,
@@ -90,7 +89,8 @@ pub async fn run(
     let slots = Arc::new(Semaphore::new(options.max_connections));
     let max_connections = options.max_connections;
     let connection_shutdown = shutdown.clone();
-    accept::serve(listener, shutdown, move |stream, peer| {
+    let stopping = shutdown.clone();
+    let accepting = accept::serve(listener, shutdown, move |stream, peer| {
         let edges = Arc::clone(&edges);
         let shutdown = connection_shutdown.clone();
         let slot = Arc::clone(&slots).try_acquire_owned();
@@ -101,8 +101,13 @@ pub async fn run(
             };
             edges.dispatch(stream, peer, shutdown).await
         }
-    })
-    .await;
+    });
+    // Connections in the hub learn of the shutdown from it, through their queues.
+    let kick_everyone = async {
+        stopping.cancelled().await;
+        hub.stop();
+    };
+    tokio::join!(accepting, kick_everyone);
     // WebSocket sessions outlive the HTTP exchange that upgraded them.
     sessions.close();
     if tokio::time::timeout(accept::SHUTDOWN_GRACE, sessions.wait())
@@ -186,7 +191,7 @@ impl Edges {
                     return Ok(());
                 };
                 let (hub, config) = (self.hub.clone(), Arc::clone(&self.line));
-                line::serve(stream, input, peer, hub, config, shutdown).await
+                line::serve(stream, input, peer, hub, config).await
             }
             Kind::Http => http::serve(stream, peer, self.app.clone()).await,
             Kind::Tls => {

@@ -22,7 +22,6 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tower::ServiceExt;
 
@@ -55,8 +54,6 @@ pub struct AppState {
     pub hub: Hub,
     /// WebSocket settings.
     pub ws: Arc<WsConfig>,
-    /// Stops WebSocket sessions on shutdown.
-    pub shutdown: CancellationToken,
     /// Renders `/metrics`.
     pub metrics: Option<PrometheusHandle>,
     /// WebSocket sessions: axum spawns them, this owns them, so shutdown
@@ -326,7 +323,6 @@ async fn web_socket(
     let AppState {
         hub,
         ws: config,
-        shutdown,
         sessions,
         ..
     } = state;
@@ -338,7 +334,7 @@ async fn web_socket(
         };
         let limits = server_config(config.read_buffer, config.max_message);
         let socket = server_socket(upgraded, limits).await;
-        let session = ws::serve(socket, peer, hub, config, join, shutdown);
+        let session = ws::serve(socket, peer, hub, config, join);
         sessions.spawn(session);
     };
     // Tracked from now (an upgrade in flight too) until the session ends,

@@ -4,8 +4,8 @@
 //! One task per connection reads lines, has the session carry them out and
 //! writes the replies, and drains the hub's queue for the connection, a batch
 //! per wake-up (one write for many events when the room is busy). Every write
-//! races the connection's `kicked` token, so a peer that stops reading cannot
-//! hold the task: the hub kicks it when its queue fills. Reads land in a
+//! races the hub's kick, so a peer that stops reading cannot hold the task:
+//! the hub kicks it when its queue fills. Reads land in a
 //! per-thread scratch buffer and only a partial line is kept, so an idle
 //! connection holds no buffer.
 
@@ -19,11 +19,12 @@ use std::time::Duration;
 use bytes::BytesMut;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::time::Instant;
-use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
+use tokio_util::sync::CancellationToken;
 
 use crate::error::Result;
 use crate::hub::event::{ErrorCode, Event, Format, Outgoing};
 use crate::hub::names::RoomName;
+use crate::hub::queue::{Kick, Next};
 use crate::hub::session::{Command, Limits, Request, Session};
 use crate::hub::{ConnectionInfo, Hub, Mailbox, Transport};
 use crate::net::accept::Peer;
@@ -63,14 +64,14 @@ enum Flow {
 
 /// What woke the connection up.
 enum Wake {
-    Kicked,
     Read(std::io::Result<usize>),
-    Event(Option<Arc<Outgoing>>),
+    Hub(Next),
     Idle,
 }
 
-/// Serves one line client until it quits, goes idle, is kicked or the server
-/// stops. `input` holds bytes already read from it (after its `/auth` line).
+/// Serves one line client until it quits, goes idle, or is kicked by the hub
+/// (too slow, or the server stops). `input` holds bytes already read from it
+/// (after its `/auth` line).
 ///
 /// # Errors
 /// The socket error that ended the connection.
@@ -80,13 +81,11 @@ pub async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
     peer: Peer,
     hub: Hub,
     config: Arc<LineConfig>,
-    shutdown: CancellationToken,
 ) -> Result<()> {
     let info = ConnectionInfo::now(peer.fd, peer.addr, Transport::Tcp);
-    let (session, mailbox) = Session::open(hub.clone(), info, config.limits, &shutdown);
+    let (session, mailbox) = Session::open(hub.clone(), info, config.limits);
     let id = mailbox.id;
     let connection = LineConnection {
-        kicked: mailbox.until_kicked(),
         last_traffic: Instant::now(),
         stream,
         input,
@@ -96,16 +95,13 @@ pub async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
         mailbox,
         config,
     };
-    let outcome = connection.run(&shutdown).await;
+    let outcome = connection.run().await;
     hub.unregister(id);
     outcome
 }
 
 /// One line client's state.
 struct LineConnection<S> {
-    /// Resolves once the hub drops the connection or the server stops; one
-    /// waiter for the connection's life rather than one per event.
-    kicked: Pin<Box<WaitForCancellationFutureOwned>>,
     /// When the last bytes went either way.
     last_traffic: Instant,
     stream: S,
@@ -119,7 +115,7 @@ struct LineConnection<S> {
 
 impl<S: AsyncRead + AsyncWrite + Unpin> LineConnection<S> {
     /// The connection's life: greet, then serve lines and events.
-    async fn run(mut self, shutdown: &CancellationToken) -> Result<()> {
+    async fn run(mut self) -> Result<()> {
         let mut greeting = vec![Outgoing::new(self.session.welcome())];
         greeting.extend(self.session.handle(Request {
             command: Command::Join {
@@ -137,13 +133,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> LineConnection<S> {
         loop {
             let wake = tokio::select! {
                 biased;
-                () = self.kicked.as_mut() => Wake::Kicked,
                 read = read_available(&mut self.stream, &mut self.input) => Wake::Read(read),
-                event = self.mailbox.events.recv() => Wake::Event(event),
+                next = self.mailbox.events.next() => Wake::Hub(next),
                 () = &mut idle => Wake::Idle,
             };
             let flow = match wake {
-                Wake::Kicked => return self.goodbye(shutdown).await,
+                Wake::Hub(Next::Kicked(reason)) => return self.goodbye(reason).await,
                 Wake::Idle => {
                     if !silent_for(idle.as_mut(), self.last_traffic, self.config.idle_timeout) {
                         continue;
@@ -152,8 +147,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> LineConnection<S> {
                     let notice = Event::Notice(format!("closing: idle for {seconds} s"));
                     return self.say_last(notice).await;
                 }
-                Wake::Event(None) => return Ok(()),
-                Wake::Event(Some(first)) => {
+                Wake::Hub(Next::Closed) => return Ok(()),
+                Wake::Hub(Next::Event(first)) => {
                     self.send(vec![first]).await?;
                     Flow::Continue
                 }
@@ -277,7 +272,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> LineConnection<S> {
 
     /// Writes `events` followed by whatever is queued already (so a line's
     /// replies and the events it caused arrive in order), in one write, giving
-    /// up if the connection is kicked meanwhile.
+    /// up if the hub kicks the connection meanwhile.
     async fn send(&mut self, mut events: Vec<Arc<Outgoing>>) -> Result<()> {
         self.mailbox.take_queued(&mut events);
         let bytes = self.encode(&events);
@@ -286,7 +281,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> LineConnection<S> {
         }
         tokio::select! {
             biased;
-            () = self.kicked.as_mut() => Ok(()),
+            _ = self.mailbox.events.kicked() => Ok(()),
             written = write_all_now(&mut self.stream, &bytes) => {
                 written?;
                 self.mailbox.traffic.sent(bytes.len());
@@ -315,17 +310,16 @@ impl<S: AsyncRead + AsyncWrite + Unpin> LineConnection<S> {
     /// Leaves the hub at once (the room hears of it now, not after the goodbye),
     /// then tells the client why it is being closed: the server is stopping, or
     /// it could not keep up with its queue.
-    async fn goodbye(mut self, shutdown: &CancellationToken) -> Result<()> {
+    async fn goodbye(mut self, reason: Kick) -> Result<()> {
         self.session.disconnect();
-        let reason = if shutdown.is_cancelled() {
-            "server shutting down".to_string()
-        } else {
-            format!(
+        let notice = match reason {
+            Kick::ServerStopping => "server shutting down".to_string(),
+            Kick::TooSlow => format!(
                 "disconnected: too slow to keep up ({} events queued)",
-                self.mailbox.events.len()
-            )
+                self.mailbox.events.capacity()
+            ),
         };
-        self.say_last(Event::Notice(reason)).await
+        self.say_last(Event::Notice(notice)).await
     }
 
     /// Writes a last event (bounded in time: the peer may not be reading) and closes.

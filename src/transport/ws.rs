@@ -3,12 +3,11 @@
 //! (`/ws?nick=alice&room=lobby&since=41`).
 //!
 //! Like a line connection: one task reads requests, writes replies and drains
-//! the hub's queue (many events fed, one flush), every write racing the
-//! connection's `kicked` token. The server pings every 30 s and closes a
+//! the hub's queue (many events fed, one flush), every write racing the hub's
+//! kick. The server pings every 30 s and closes a
 //! connection silent for the idle timeout. Message size, invalid UTF-8 and the
 //! rest of RFC 6455 are tungstenite's (close 1009, 1007, …).
 
-use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -18,11 +17,11 @@ use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::{Bytes, Error as WsError, Message, Utf8Bytes};
-use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 
 use crate::error::{Error, Result};
 use crate::hub::event::{ErrorCode, Event, Format, Outgoing};
 use crate::hub::names::RoomName;
+use crate::hub::queue::{Kick, Next};
 use crate::hub::session::{Command, Limits, Request, Session};
 use crate::hub::{ConnectionInfo, Hub, Mailbox, Transport};
 use crate::net::accept::Peer;
@@ -61,7 +60,8 @@ pub struct JoinQuery {
     pub since: Option<u64>,
 }
 
-/// Serves one WebSocket client until it closes, goes idle, is kicked or the server stops.
+/// Serves one WebSocket client until it closes, goes idle, or is kicked by
+/// the hub (too slow, or the server stops).
 ///
 /// Registers the client and prepares its greeting before returning the
 /// future, so the future holds only what the connection needs while it lives
@@ -74,13 +74,11 @@ pub fn serve(
     hub: Hub,
     config: Arc<WsConfig>,
     join: JoinQuery,
-    shutdown: CancellationToken,
 ) -> impl Future<Output = ()> {
     let info = ConnectionInfo::now(peer.fd, peer.addr, Transport::Ws);
-    let (session, mailbox) = Session::open(hub, info, config.limits, &shutdown);
+    let (session, mailbox) = Session::open(hub, info, config.limits);
     let mut connection = WsConnection {
         session,
-        kicked: mailbox.until_kicked(),
         last_traffic: Instant::now(),
         peer,
         socket,
@@ -88,14 +86,13 @@ pub fn serve(
         config,
     };
     let greeting = connection.greeting(join);
-    connection.run(greeting, shutdown)
+    connection.run(greeting)
 }
 
 /// What woke the connection up.
 enum Wake {
-    Kicked,
     Received(Option<std::result::Result<Message, WsError>>),
-    Event(Option<Arc<Outgoing>>),
+    Hub(Next),
     Ping,
     Idle,
 }
@@ -112,8 +109,6 @@ struct WsConnection {
     session: Session,
     mailbox: Mailbox,
     config: Arc<WsConfig>,
-    /// Resolves once the hub drops the connection or the server stops.
-    kicked: Pin<Box<WaitForCancellationFutureOwned>>,
     /// When the last message went either way.
     last_traffic: Instant,
     /// Who the client is, for the log.
@@ -131,13 +126,9 @@ impl WsConnection {
         clippy::manual_async_fn,
         reason = "an async fn stores its arguments twice"
     )]
-    fn run(
-        mut self,
-        greeting: Vec<Arc<Outgoing>>,
-        shutdown: CancellationToken,
-    ) -> impl Future<Output = ()> {
+    fn run(mut self, greeting: Vec<Arc<Outgoing>>) -> impl Future<Output = ()> {
         async move {
-            if let Err(err) = self.converse(greeting, &shutdown).await {
+            if let Err(err) = self.converse(greeting).await {
                 tracing::debug!("{}: {err}", self.peer);
             }
             self.session.disconnect();
@@ -151,11 +142,7 @@ impl WsConnection {
     /// Only the wait lives in this future; each reaction is boxed while it
     /// runs. A future is as big as its biggest state, and every idle client
     /// pays for that size.
-    async fn converse(
-        &mut self,
-        greeting: Vec<Arc<Outgoing>>,
-        shutdown: &CancellationToken,
-    ) -> Result<()> {
+    async fn converse(&mut self, greeting: Vec<Arc<Outgoing>>) -> Result<()> {
         let welcome = Box::pin(self.send(greeting));
         welcome.await?;
         let mut pings = tokio::time::interval_at(
@@ -167,9 +154,8 @@ impl WsConnection {
         loop {
             let wake = tokio::select! {
                 biased;
-                () = self.kicked.as_mut() => Wake::Kicked,
                 message = self.socket.next() => Wake::Received(message),
-                event = self.mailbox.events.recv() => Wake::Event(event),
+                next = self.mailbox.events.next() => Wake::Hub(next),
                 _ = pings.tick() => Wake::Ping,
                 () = &mut idle => Wake::Idle,
             };
@@ -178,7 +164,7 @@ impl WsConnection {
             {
                 continue;
             }
-            let reaction = Box::pin(self.react(wake, shutdown));
+            let reaction = Box::pin(self.react(wake));
             if let Flow::Stop = reaction.await? {
                 return Ok(());
             }
@@ -186,13 +172,13 @@ impl WsConnection {
     }
 
     /// Acts on what woke the connection up.
-    async fn react(&mut self, wake: Wake, shutdown: &CancellationToken) -> Result<Flow> {
+    async fn react(&mut self, wake: Wake) -> Result<Flow> {
         match wake {
-            Wake::Kicked => {
-                self.goodbye(shutdown).await?;
+            Wake::Hub(Next::Kicked(reason)) => {
+                self.goodbye(reason).await?;
                 return Ok(Flow::Stop);
             }
-            Wake::Received(None) | Wake::Event(None) => return Ok(Flow::Stop),
+            Wake::Received(None) | Wake::Hub(Next::Closed) => return Ok(Flow::Stop),
             Wake::Received(Some(Err(err))) => {
                 // Tell the peer why (1007 bad UTF-8, 1009 too big, 1002 protocol).
                 let (code, reason) = close_for(&err);
@@ -205,7 +191,7 @@ impl WsConnection {
                 }
                 self.last_traffic = Instant::now();
             }
-            Wake::Event(Some(first)) => {
+            Wake::Hub(Next::Event(first)) => {
                 self.send(vec![first]).await?;
                 self.last_traffic = Instant::now();
             }
@@ -273,7 +259,7 @@ impl WsConnection {
     }
 
     /// Sends `events` and whatever is queued already, one message each, one
-    /// flush for all; gives up if the connection is kicked meanwhile.
+    /// flush for all; gives up if the hub kicks the connection meanwhile.
     async fn send(&mut self, mut events: Vec<Arc<Outgoing>>) -> Result<()> {
         self.mailbox.take_queued(&mut events);
         let mut sent = 0;
@@ -290,7 +276,7 @@ impl WsConnection {
         };
         tokio::select! {
             biased;
-            () = self.kicked.as_mut() => Ok(()),
+            _ = self.mailbox.events.kicked() => Ok(()),
             written = write => {
                 written.map_err(|err| ws_error(&err))?;
                 self.mailbox.traffic.sent(sent);
@@ -309,12 +295,11 @@ impl WsConnection {
     }
 
     /// Closes with the reason: the server is stopping, or the client could not keep up.
-    async fn goodbye(&mut self, shutdown: &CancellationToken) -> Result<()> {
+    async fn goodbye(&mut self, reason: Kick) -> Result<()> {
         self.session.disconnect();
-        if shutdown.is_cancelled() {
-            self.close(CloseCode::Away, "server shutting down").await
-        } else {
-            self.close(CloseCode::Policy, "too slow to keep up").await
+        match reason {
+            Kick::ServerStopping => self.close(CloseCode::Away, "server shutting down").await,
+            Kick::TooSlow => self.close(CloseCode::Policy, "too slow to keep up").await,
         }
     }
 
