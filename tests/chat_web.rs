@@ -277,27 +277,33 @@ fn response_head(stream: &mut TcpStream) -> String {
     String::from_utf8_lossy(&head).into_owned()
 }
 
+/// Reads one server (unmasked) frame: its opcode and payload.
+fn read_frame(stream: &mut TcpStream) -> (u8, Vec<u8>) {
+    let mut header = [0; 2];
+    stream.read_exact(&mut header).unwrap();
+    let len = match header[1] & 0x7f {
+        126 => {
+            let mut ext = [0; 2];
+            stream.read_exact(&mut ext).unwrap();
+            u64::from(u16::from_be_bytes(ext))
+        }
+        127 => {
+            let mut ext = [0; 8];
+            stream.read_exact(&mut ext).unwrap();
+            u64::from_be_bytes(ext)
+        }
+        short => u64::from(short),
+    };
+    let mut payload = vec![0; usize::try_from(len).unwrap()];
+    stream.read_exact(&mut payload).unwrap();
+    (header[0] & 0x0f, payload)
+}
+
 /// Reads server frames until a close frame; returns its status code.
 fn close_code(stream: &mut TcpStream) -> u16 {
     loop {
-        let mut header = [0; 2];
-        stream.read_exact(&mut header).unwrap();
-        let len = match header[1] & 0x7f {
-            126 => {
-                let mut ext = [0; 2];
-                stream.read_exact(&mut ext).unwrap();
-                u64::from(u16::from_be_bytes(ext))
-            }
-            127 => {
-                let mut ext = [0; 8];
-                stream.read_exact(&mut ext).unwrap();
-                u64::from_be_bytes(ext)
-            }
-            short => u64::from(short),
-        };
-        let mut payload = vec![0; usize::try_from(len).unwrap()];
-        stream.read_exact(&mut payload).unwrap();
-        if header[0] & 0x0f == 0x8 {
+        let (opcode, payload) = read_frame(stream);
+        if opcode == 0x8 {
             return u16::from_be_bytes([payload[0], payload[1]]);
         }
     }
@@ -391,4 +397,22 @@ fn shutdown_closes_websockets_with_going_away_and_exits_zero() {
     let frame = close.expect("a close frame with a code");
     assert_eq!(u16::from(frame.code), 1001);
     assert_eq!(frame.reason.as_str(), "server shutting down");
+}
+
+#[test]
+fn a_silent_websocket_is_pinged_then_closed_when_idle() {
+    let server = Server::start(&["serve", "--ping-interval", "1", "--idle-timeout", "3"]);
+    // A raw client that never answers pings: only the server speaks.
+    let mut silent = raw_websocket(&server);
+    let mut pings = 0;
+    let close = loop {
+        match read_frame(&mut silent) {
+            (0x9, _) => pings += 1,
+            (0x8, payload) => break payload,
+            _ => {}
+        }
+    };
+    assert!(pings >= 1, "no ping before the idle close");
+    assert_eq!(u16::from_be_bytes([close[0], close[1]]), 1000);
+    assert_eq!(String::from_utf8_lossy(&close[2..]), "idle timeout");
 }

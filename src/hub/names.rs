@@ -50,8 +50,13 @@ impl Nick {
     }
 
     /// The key two nicks are compared by: equal keys are the same nick.
-    pub fn key(&self) -> String {
-        self.0.to_ascii_lowercase()
+    /// A nick already in lower case is its own key (no copy).
+    pub fn key(&self) -> Arc<str> {
+        if self.0.bytes().any(|b| b.is_ascii_uppercase()) {
+            self.0.to_ascii_lowercase().into()
+        } else {
+            Arc::clone(&self.0)
+        }
     }
 
     /// The nick as typed.

@@ -17,6 +17,7 @@ use std::task::Poll;
 
 use futures_util::task::AtomicWaker;
 
+use crate::hub::Traffic;
 use crate::hub::event::Outgoing;
 
 /// Makes a queue holding at most `capacity` events.
@@ -25,6 +26,7 @@ pub fn bounded(capacity: usize) -> (Outbox, Inbox) {
         state: Mutex::new(State::default()),
         waker: AtomicWaker::new(),
         capacity: capacity.max(1),
+        traffic: Traffic::default(),
     });
     (
         Outbox {
@@ -76,6 +78,8 @@ struct Queue {
     state: Mutex<State>,
     waker: AtomicWaker,
     capacity: usize,
+    /// The connection's byte counters: both ends hold this block anyway.
+    traffic: Traffic,
 }
 
 /// The events, whether the hub's end is gone, and whether it kicked the connection.
@@ -96,6 +100,11 @@ impl Queue {
 }
 
 impl Outbox {
+    /// The connection's byte counters.
+    pub fn traffic(&self) -> &Traffic {
+        &self.queue.traffic
+    }
+
     /// Queues `event` and wakes the connection; a kicked connection gets nothing more.
     ///
     /// # Errors
@@ -192,6 +201,11 @@ impl Inbox {
     /// How many events are waiting.
     pub fn len(&self) -> usize {
         self.queue.state().events.len()
+    }
+
+    /// The connection's byte counters.
+    pub fn traffic(&self) -> &Traffic {
+        &self.queue.traffic
     }
 
     /// The most events the queue holds.

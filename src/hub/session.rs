@@ -208,6 +208,8 @@ impl Session {
             .join(self.id, &room)
             .map_err(|e| hub_error(e, reference))?;
         self.rooms.retain(|r| *r != room);
+        // Sized to fit: most connections stay in one room for their life.
+        self.rooms.reserve_exact(1);
         self.rooms.push(room.clone());
         let mut replies = vec![Event::Joined {
             room: room.clone(),

@@ -163,7 +163,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> LineConnection<S> {
 
     /// Handles every complete line that `read` bytes completed.
     async fn on_read(&mut self, read: usize) -> Result<Flow> {
-        self.mailbox.traffic.received(read);
+        self.mailbox.traffic().received(read);
         if read == 0 {
             // Half-closed: answer a last unterminated line, then flush what is queued.
             match self.framer.finish(&mut self.input) {
@@ -284,7 +284,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> LineConnection<S> {
             _ = self.mailbox.events.kicked() => Ok(()),
             written = write_all_now(&mut self.stream, &bytes) => {
                 written?;
-                self.mailbox.traffic.sent(bytes.len());
+                self.mailbox.traffic().sent(bytes.len());
                 metrics::counter!("switchboard_events_sent_total", "transport" => "tcp").increment(events.len() as u64);
                 Ok(())
             }

@@ -27,7 +27,6 @@ use crate::hub::{ConnectionInfo, Hub, Mailbox, Transport};
 use crate::net::accept::Peer;
 use crate::net::websocket::{self, ServerSocket};
 use crate::protocol::{self, json};
-use crate::transport::silent_for;
 
 /// How long the closing handshake may take.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
@@ -145,30 +144,50 @@ impl WsConnection {
     async fn converse(&mut self, greeting: Vec<Arc<Outgoing>>) -> Result<()> {
         let welcome = Box::pin(self.send(greeting));
         welcome.await?;
-        let mut pings = tokio::time::interval_at(
-            Instant::now() + self.config.ping_interval,
-            self.config.ping_interval,
-        );
-        let idle = tokio::time::sleep(self.config.idle_timeout);
-        tokio::pin!(idle);
+        let mut next_ping = Instant::now() + self.config.ping_interval;
+        let timer = tokio::time::sleep_until(self.timer_due(next_ping));
+        tokio::pin!(timer);
         loop {
             let wake = tokio::select! {
                 biased;
                 message = self.socket.next() => Wake::Received(message),
                 next = self.mailbox.events.next() => Wake::Hub(next),
-                _ = pings.tick() => Wake::Ping,
-                () = &mut idle => Wake::Idle,
+                () = &mut timer => {
+                    let due = self.on_timer(&mut next_ping);
+                    timer.as_mut().reset(self.timer_due(next_ping));
+                    match due {
+                        Some(wake) => wake,
+                        None => continue,
+                    }
+                }
             };
-            if matches!(wake, Wake::Idle)
-                && !silent_for(idle.as_mut(), self.last_traffic, self.config.idle_timeout)
-            {
-                continue;
-            }
             let reaction = Box::pin(self.react(wake));
             if let Flow::Stop = reaction.await? {
                 return Ok(());
             }
         }
+    }
+
+    /// When the connection's one timer has to fire: at the next ping or at
+    /// the end of the idle timeout, whichever is first. One timer rather
+    /// than two spares every client a boxed `Sleep`, and it is not moved on
+    /// every message (traffic only pushes the idle deadline it is checked against).
+    fn timer_due(&self, next_ping: Instant) -> Instant {
+        next_ping.min(self.last_traffic + self.config.idle_timeout)
+    }
+
+    /// What the timer firing means now: the idle timeout, a ping due (the
+    /// next one scheduled), or nothing (traffic moved the idle deadline).
+    fn on_timer(&self, next_ping: &mut Instant) -> Option<Wake> {
+        let now = Instant::now();
+        if now >= self.last_traffic + self.config.idle_timeout {
+            return Some(Wake::Idle);
+        }
+        if now >= *next_ping {
+            *next_ping = now + self.config.ping_interval;
+            return Some(Wake::Ping);
+        }
+        None
     }
 
     /// Acts on what woke the connection up.
@@ -229,7 +248,7 @@ impl WsConnection {
     /// Handles one received message; `false` when the client closed.
     async fn on_message(&mut self, message: Message) -> Result<bool> {
         metrics::counter!("switchboard_requests_total", "transport" => "ws").increment(1);
-        self.mailbox.traffic.received(match &message {
+        self.mailbox.traffic().received(match &message {
             Message::Text(text) => text.len(),
             Message::Binary(data) | Message::Ping(data) | Message::Pong(data) => data.len(),
             Message::Close(_) | Message::Frame(_) => 0,
@@ -279,7 +298,7 @@ impl WsConnection {
             _ = self.mailbox.events.kicked() => Ok(()),
             written = write => {
                 written.map_err(|err| ws_error(&err))?;
-                self.mailbox.traffic.sent(sent);
+                self.mailbox.traffic().sent(sent);
                 metrics::counter!("switchboard_events_sent_total", "transport" => "ws").increment(events.len() as u64);
                 Ok(())
             }
