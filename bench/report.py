@@ -90,8 +90,8 @@ def chat_median(runs):
 
 def chat_table(chat):
     lines = [
-        "| server | runs | subscribers joined | deliveries/s | p50 | p99 | max (median run) | p99 of each run | lost | out of order | errors | server CPU/delivery |",
-        "|---|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|",
+        "| server | runs | subscribers joined | deliveries/s | p50 | p99 | max (median run) | p99 of each run | lost | out of order | errors | server CPU/delivery | CPU stolen by the hypervisor (median run) |",
+        "|---|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|",
     ]
     for server, runs in chat.items():
         r = chat_median(runs)
@@ -99,9 +99,14 @@ def chat_table(chat):
         each = ", ".join(us(x["latency"]["p99_us"]) for x in runs)
         lines.append(
             f"| {server} | {r['runs']} | {r['subscribers']:,} | {r['deliveries_per_sec']:,.0f} | {us(lat['p50_us'])} | {us(lat['p99_us'])} | "
-            f"{us(lat['max_us'])} | {each} | {r['lost']} | {r['out_of_order']} | {r['errors']} | {fmt_cpu(cpu_per_message(r))} |"
+            f"{us(lat['max_us'])} | {each} | {r['lost']} | {r['out_of_order']} | {r['errors']} | {fmt_cpu(cpu_per_message(r))} | "
+            f"{fmt_steal(r.get('steal_percent'))} |"
         )
     return "\n".join(lines)
+
+
+def fmt_steal(percent):
+    return "n/a" if percent is None else f"{percent:.1f} %"
 
 
 def us(value):
@@ -209,7 +214,10 @@ def targets(echo, chat, idle):
         label = f"chat ({transport}) {s['subscribers']:,} subscribers × {s['offered_per_sec']:.0f} msg/s"
         check(f"{label}: nothing lost, nothing out of order", f"lost {s['lost']}, out of order {s['out_of_order']}",
               s["lost"] == 0 and s["out_of_order"] == 0)
-        check(f"{label}: p99 delivery < 20 ms (median run)", us(s["latency"]["p99_us"]), s["latency"]["p99_us"] < 20_000)
+        measured = us(s["latency"]["p99_us"])
+        if not suffix and "c-epoll-chat" in chat:
+            measured += f" (c-epoll-chat: {us(chat_median(chat['c-epoll-chat'])['latency']['p99_us'])})"
+        check(f"{label}: p99 delivery < 20 ms (median run)", measured, s["latency"]["p99_us"] < 20_000)
         if f"node-chat{suffix}" in chat:
             n = chat_median(chat[f"node-chat{suffix}"])
             sc, nc = cpu_per_message(s), cpu_per_message(n)
@@ -287,7 +295,10 @@ publisher's scheduled send time (in the text) to the subscriber reading it.
 2 s after it ended: for a saturated server that is late, not necessarily dropped.
 "subscribers joined" is how many of the requested subscribers completed their
 handshake and join in time (the rest count as errors); lost, deliveries and CPU
-per delivery are over the joined ones.
+per delivery are over the joined ones. The last column is the share of the
+machine's CPU time the hypervisor took during the window (`steal` in
+`/proc/stat`): time nobody on this virtual machine could use, which shows up
+as latency.
 
 {chat_table(chat)}
 
@@ -302,7 +313,10 @@ buffer per connection); `node-raw` and `node-tutorial` are
 `Echo: ` handler without its per-message log); `c-epoll` is
 `bench/servers/epoll_echo.c` (single-threaded edge-triggered epoll, the
 machine's practical ceiling); `node-chat` is `bench/servers/node_chat.mjs`
-(`net` and the `ws` package, the same protocols as `switchboard serve`).
+(`net` and the `ws` package, the same protocols as `switchboard serve`);
+`c-epoll-chat` is `bench/servers/epoll_chat.c` (single-threaded edge-triggered
+epoll speaking just the line protocol's join and say, one `write` per member
+per message straight from the read loop: no queues, ids, history or limits).
 """)
 
 

@@ -28,6 +28,7 @@ mkdir -p "$OUT"
 echo "bench: building" >&2
 cargo build --release --quiet --bin switchboard --example tokio-echo
 cc -O2 -o "$OUT/epoll_echo" bench/servers/epoll_echo.c
+cc -O2 -o "$OUT/epoll_chat" bench/servers/epoll_chat.c
 [ -d bench/node_modules/ws ] || npm install --prefix bench --no-audit --no-fund --silent
 SB=target/release/switchboard
 
@@ -48,10 +49,14 @@ declare -A SERVERS=(
   [node-tutorial]="node bench/servers/node_echo.mjs tutorial 0"
   [switchboard-chat]="$SB serve --host 127.0.0.1 --port 0"
   [node-chat]="node bench/servers/node_chat.mjs 0"
+  [c-epoll-chat]="$OUT/epoll_chat 0"
 )
 RAW_SERVERS=(switchboard tokio-echo node-raw c-epoll)
 PREFIX_SERVERS=(switchboard-prefix node-tutorial)
 CHAT_SERVERS=(switchboard-chat node-chat)
+# Each chat case is a server and a transport; the C reference speaks lines only.
+CHAT_CASES=("switchboard-chat line" "switchboard-chat ws" "node-chat line" "node-chat ws"
+  "c-epoll-chat line")
 CHAT_SUBSCRIBERS=${BENCH_CHAT_SUBSCRIBERS:-1000}
 CHAT_RATE=${BENCH_CHAT_RATE:-200}
 
@@ -113,18 +118,17 @@ for conns in 1 50 500; do
   done
 done
 for _ in $(seq "$ROUNDS"); do
-  for name in "${CHAT_SERVERS[@]}"; do
-    for transport in line ws; do
-      start_server "$name"
-      if [ "$transport" = ws ]; then
-        target="ws://127.0.0.1:$PORT/ws" label="$name-ws"
-      else
-        target="127.0.0.1:$PORT" label="$name"
-      fi
-      record "$label" chat "$target" --subscribers "$CHAT_SUBSCRIBERS" --rate "$CHAT_RATE" \
-        --duration "$DURATION" --warmup "$WARMUP"
-      stop_server
-    done
+  for case in "${CHAT_CASES[@]}"; do
+    read -r name transport <<< "$case"
+    start_server "$name"
+    if [ "$transport" = ws ]; then
+      target="ws://127.0.0.1:$PORT/ws" label="$name-ws"
+    else
+      target="127.0.0.1:$PORT" label="$name"
+    fi
+    record "$label" chat "$target" --subscribers "$CHAT_SUBSCRIBERS" --rate "$CHAT_RATE" \
+      --duration "$DURATION" --warmup "$WARMUP"
+    stop_server
   done
 done
 for name in "${RAW_SERVERS[@]}"; do

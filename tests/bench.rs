@@ -118,6 +118,10 @@ fn table_output_and_latency_plot() {
         table.contains("messages/s") && table.contains("p99.9"),
         "{table}"
     );
+    assert!(
+        table.contains("% of CPU time stolen by the hypervisor"),
+        "{table}"
+    );
     let svg = std::fs::read_to_string(&plot).expect("plot written");
     std::fs::remove_file(&plot).ok();
     assert!(
@@ -249,6 +253,8 @@ fn assert_every_delivery_counted(server: &Server, target: &str) {
         report["server"]["cpu_us_per_message"].as_f64().is_some(),
         "{report}"
     );
+    let steal = report["steal_percent"].as_f64().expect("steal measured");
+    assert!((0.0..=100.0).contains(&steal), "{report}");
 }
 
 #[test]

@@ -22,8 +22,8 @@ use tokio::time::Instant;
 
 use crate::bench::dialer::Dialer;
 use crate::bench::echo::Window;
-use crate::bench::report::{Latency, ServerCost};
-use crate::bench::{latency_histogram, measure_window, progress};
+use crate::bench::report::{Latency, ServerCost, client_line};
+use crate::bench::{WindowCost, latency_histogram, measure_window, progress};
 use crate::error::{Error, Result, describe_io};
 use crate::net::addr::HostPort;
 use crate::net::fd_limit::raise_fd_limit;
@@ -97,6 +97,9 @@ pub struct ChatReport {
     pub errors: u64,
     /// The load client's own CPU use in the window, percent of one core.
     pub client_cpu_percent: f64,
+    /// The share of the machine's CPU time stolen by the hypervisor in the
+    /// window, percent: on a virtual machine, latency nobody here caused.
+    pub steal_percent: Option<f64>,
     /// The server's cost (CPU per delivery), with `--pid`.
     pub server: Option<ServerCost>,
 }
@@ -144,10 +147,7 @@ impl ChatReport {
                 server.pid, server.cpu_seconds, server.rss_kib_after
             ));
         }
-        out.push_str(&format!(
-            "client: {:.0}% of one core\n",
-            self.client_cpu_percent
-        ));
+        out.push_str(&client_line(self.client_cpu_percent, self.steal_percent));
         out
     }
 }
@@ -237,19 +237,12 @@ pub async fn run(plan: &ChatPlan, bar: &ProgressBar) -> Result<ChatReport> {
             }))
             .collect();
     let subscribers = tasks.len() - plan.publishers;
-    let (_, (client_cpu, server), ()) = tokio::join!(
+    let (_, cost, ()) = tokio::join!(
         tasks.collect::<Vec<()>>(),
         measure_window(window, plan.server_pid),
         progress::show_rate(bar, window, &tally.deliveries),
     );
-    Ok(summarize(
-        plan,
-        subscribers,
-        &sent,
-        &tally,
-        client_cpu,
-        server,
-    ))
+    Ok(summarize(plan, subscribers, &sent, &tally, cost))
 }
 
 /// Greets a connection and joins the room, over the plan's protocol.
@@ -382,9 +375,13 @@ fn summarize(
     subscribers: usize,
     sent: &Sent,
     tally: &Tally,
-    client_cpu: f64,
-    mut server: Option<ServerCost>,
+    cost: WindowCost,
 ) -> ChatReport {
+    let WindowCost {
+        client_cpu_seconds,
+        mut server,
+        steal_percent,
+    } = cost;
     let messages: u64 = sent
         .ranges
         .borrow()
@@ -416,7 +413,8 @@ fn summarize(
         lost: expected.saturating_sub(deliveries),
         out_of_order: tally.out_of_order.get(),
         errors: tally.errors.get(),
-        client_cpu_percent: client_cpu / seconds * 100.0,
+        client_cpu_percent: client_cpu_seconds / seconds * 100.0,
+        steal_percent,
         server,
     }
 }

@@ -21,8 +21,8 @@ use tokio::net::TcpStream;
 use tokio::time::Instant;
 
 use crate::bench::dialer::Dialer;
-use crate::bench::report::{EchoReport, Latency, ServerCost};
-use crate::bench::{latency_histogram, measure_window, progress};
+use crate::bench::report::{EchoReport, Latency};
+use crate::bench::{WindowCost, latency_histogram, measure_window, progress};
 use crate::error::Result;
 use crate::net::addr::HostPort;
 use crate::net::fd_limit::raise_fd_limit;
@@ -107,12 +107,12 @@ pub async fn run(plan: &EchoPlan, bar: &ProgressBar) -> Result<EchoOutcome> {
         .into_iter()
         .map(|stream| drive(stream, plan, &requests, window, &completed))
         .collect();
-    let (results, (client_cpu, server), ()) = tokio::join!(
+    let (results, cost, ()) = tokio::join!(
         drivers.collect::<Vec<_>>(),
         measure_window(window, plan.server_pid),
         progress::show_rate(bar, window, &completed),
     );
-    Ok(summarize(plan, results, failures, client_cpu, server))
+    Ok(summarize(plan, results, failures, cost))
 }
 
 /// `pipeline` requests of `size` bytes, each ending in its only newline.
@@ -210,9 +210,13 @@ fn summarize(
     plan: &EchoPlan,
     results: Vec<ConnectionResult>,
     connect_failures: usize,
-    client_cpu_seconds: f64,
-    mut server: Option<ServerCost>,
+    cost: WindowCost,
 ) -> EchoOutcome {
+    let WindowCost {
+        client_cpu_seconds,
+        mut server,
+        steal_percent,
+    } = cost;
     let mut latencies = latency_histogram();
     let (mut messages, mut errors) = (0, connect_failures as u64);
     let connections = results.len();
@@ -239,6 +243,7 @@ fn summarize(
         latency: Latency::of(&latencies),
         errors,
         client_cpu_percent: client_cpu_seconds / seconds * 100.0,
+        steal_percent,
         server,
     };
     EchoOutcome { report, latencies }

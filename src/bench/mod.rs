@@ -18,7 +18,7 @@ pub mod report;
 use hdrhistogram::Histogram;
 
 use echo::Window;
-use procfs::ProcessSample;
+use procfs::{MachineSample, ProcessSample};
 use report::ServerCost;
 
 /// The slowest latency recorded, in microseconds; anything slower is clamped.
@@ -31,23 +31,37 @@ pub fn latency_histogram() -> Histogram<u64> {
 
 /// Samples this process's and the server's CPU at the window's start and end:
 /// the client's CPU seconds and the server's cost (with `server_pid`).
-pub async fn measure_window(window: Window, server_pid: Option<u32>) -> (f64, Option<ServerCost>) {
+pub async fn measure_window(window: Window, server_pid: Option<u32>) -> WindowCost {
     let pid = server_pid.map(|pid| pid.to_string());
     let sample = || {
         (
             ProcessSample::take("self"),
             pid.as_deref().and_then(ProcessSample::take),
+            MachineSample::take(),
         )
     };
     tokio::time::sleep_until(window.start).await;
-    let (client_before, server_before) = sample();
+    let (client_before, server_before, machine_before) = sample();
     tokio::time::sleep_until(window.end).await;
-    let (client_after, server_after) = sample();
-    let client_cpu = client_before
-        .zip(client_after)
-        .map_or(0.0, |(before, after)| after.cpu_seconds_since(&before));
-    (
-        client_cpu,
-        ServerCost::between(server_pid, server_before, server_after),
-    )
+    let (client_after, server_after, machine_after) = sample();
+    WindowCost {
+        client_cpu_seconds: client_before
+            .zip(client_after)
+            .map_or(0.0, |(before, after)| after.cpu_seconds_since(&before)),
+        server: ServerCost::between(server_pid, server_before, server_after),
+        steal_percent: machine_before
+            .zip(machine_after)
+            .and_then(|(before, after)| after.steal_percent_since(&before)),
+    }
+}
+
+/// What a measured window cost the client, the server and the machine.
+#[derive(Clone, Debug)]
+pub struct WindowCost {
+    /// The load client's CPU seconds.
+    pub client_cpu_seconds: f64,
+    /// The server's cost, with its pid.
+    pub server: Option<ServerCost>,
+    /// The share of the machine's CPU time the hypervisor took, in percent.
+    pub steal_percent: Option<f64>,
 }

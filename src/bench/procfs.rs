@@ -1,5 +1,6 @@
 //! What `/proc` says about a process (CPU time, resident memory) and the
-//! machine (listen-queue overflows), for `bench --pid`. Parsers are separate
+//! machine (listen-queue overflows, CPU time stolen by the hypervisor), for
+//! `bench`. Parsers are separate
 //! from the file reads so they are tested on text.
 
 use std::fs;
@@ -59,6 +60,49 @@ pub fn parse_rss_kib(status: &str) -> Option<u64> {
         .ok()
 }
 
+/// The machine's CPU time at one moment, from the `cpu` line of `/proc/stat`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MachineSample {
+    /// All CPU time of all CPUs (user to steal), in clock ticks.
+    pub total_ticks: u64,
+    /// Time a virtual CPU wanted to run but the hypervisor ran something
+    /// else, in clock ticks.
+    pub steal_ticks: u64,
+}
+
+impl MachineSample {
+    /// Samples the machine; `None` where `/proc/stat` cannot be read.
+    pub fn take() -> Option<Self> {
+        parse_machine_ticks(&fs::read_to_string("/proc/stat").ok()?)
+    }
+
+    /// The share of the machine's CPU time stolen between `earlier` and this
+    /// sample, in percent: on a virtual machine, the time nobody here could
+    /// use, which shows up as latency.
+    pub fn steal_percent_since(&self, earlier: &Self) -> Option<f64> {
+        let total = self.total_ticks.checked_sub(earlier.total_ticks)?;
+        let steal = self.steal_ticks.checked_sub(earlier.steal_ticks)?;
+        (total > 0).then(|| steal as f64 * 100.0 / total as f64)
+    }
+}
+
+/// Total and steal ticks from the text of `/proc/stat` (its first line,
+/// `cpu  user nice system idle iowait irq softirq steal …`).
+pub fn parse_machine_ticks(stat: &str) -> Option<MachineSample> {
+    let line = stat.lines().find(|line| line.starts_with("cpu "))?;
+    let ticks: Vec<u64> = line
+        .split_whitespace()
+        .skip(1)
+        .take(8)
+        .map(str::parse)
+        .collect::<Result<_, _>>()
+        .ok()?;
+    Some(MachineSample {
+        total_ticks: ticks.iter().sum(),
+        steal_ticks: *ticks.get(7)?,
+    })
+}
+
 /// The machine's count of connections dropped because a listen queue was full.
 pub fn listen_overflows() -> Option<u64> {
     let netstat = fs::read_to_string("/proc/net/netstat").ok()?;
@@ -94,6 +138,20 @@ mod tests {
         let status = "Name:\tswitchboard\nVmPeak:\t  9000 kB\nVmRSS:\t    5120 kB\n";
         assert_eq!(parse_rss_kib(status), Some(5120));
         assert_eq!(parse_rss_kib("Name: x\n"), None);
+    }
+
+    #[test]
+    fn steal_is_a_share_of_all_cpu_time() {
+        let before = "cpu  100 0 50 800 0 0 10 40 0 0\ncpu0 50 0 25 400 0 0 5 20 0 0\n";
+        let after = "cpu  150 0 70 900 0 0 20 60 0 0\ncpu0 75 0 35 450 0 0 10 30 0 0\n";
+        let (before, after) = (
+            parse_machine_ticks(before).unwrap(),
+            parse_machine_ticks(after).unwrap(),
+        );
+        assert_eq!(before.total_ticks, 1000);
+        assert_eq!(after.steal_percent_since(&before), Some(10.0));
+        assert_eq!(parse_machine_ticks("cpu  1 2 3\n"), None, "no steal field");
+        assert_eq!(parse_machine_ticks("intr 5\n"), None);
     }
 
     #[test]

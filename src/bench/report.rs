@@ -95,8 +95,22 @@ pub struct EchoReport {
     pub errors: u64,
     /// The load client's own CPU use in the window, percent of one core.
     pub client_cpu_percent: f64,
+    /// The share of the machine's CPU time stolen by the hypervisor in the
+    /// window, percent.
+    pub steal_percent: Option<f64>,
     /// The server's cost, with `--pid`.
     pub server: Option<ServerCost>,
+}
+
+/// The last line of a report: the client's CPU and, on a virtual machine
+/// that reports it, the CPU time the hypervisor took.
+pub fn client_line(client_cpu_percent: f64, steal_percent: Option<f64>) -> String {
+    match steal_percent {
+        Some(steal) => format!(
+            "client: {client_cpu_percent:.0}% of one core; machine: {steal:.1}% of CPU time stolen by the hypervisor\n"
+        ),
+        None => format!("client: {client_cpu_percent:.0}% of one core\n"),
+    }
 }
 
 impl EchoReport {
@@ -137,7 +151,7 @@ impl EchoReport {
                 server.pid, server.cpu_seconds, server.rss_kib_after
             );
         }
-        let _ = writeln!(out, "client: {:.0}% of one core", self.client_cpu_percent);
+        out.push_str(&client_line(self.client_cpu_percent, self.steal_percent));
         out
     }
 }
