@@ -3,14 +3,14 @@
 //! `websockets`), with certificates made at startup or loaded from files.
 
 use std::io::{BufRead, BufReader, ErrorKind, Write};
-use std::path::PathBuf;
 use std::process::{Child, ChildStdin, Stdio};
 use std::sync::mpsc::{self, Receiver};
 use std::thread;
 use std::time::Duration;
 
 use crate::util::{
-    Server, assert_one_line_error, curl, repo_file, run, run_switchboard, stdout, tool,
+    Server, assert_one_line_error, curl, make_certificate, repo_file, run, run_switchboard,
+    scratch_dir, stdout, tool,
 };
 
 /// How long a line from the server may take.
@@ -150,47 +150,10 @@ fn a_broken_handshake_is_dropped_and_harms_nobody() {
     assert_eq!(curl(&["-k", &https]), (200, "ok\n".into()));
 }
 
-/// A fresh directory under `target/` for one test's files.
-fn scratch_dir(name: &str) -> PathBuf {
-    let dir = repo_file(&format!("target/test-tls/{name}"));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("scratch dir");
-    dir
-}
-
-/// Makes a certificate for 127.0.0.1 and its key with openssl; returns their paths.
-fn make_certificate(dir: &std::path::Path, name: &str) -> (String, String) {
-    let cert = dir.join(format!("{name}.pem")).display().to_string();
-    let key = dir.join(format!("{name}-key.pem")).display().to_string();
-    let mut openssl = tool("openssl");
-    openssl.args([
-        "req",
-        "-x509",
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:prime256v1",
-        "-nodes",
-        "-days",
-        "1",
-        "-subj",
-        "/CN=localhost",
-        "-addext",
-        "subjectAltName=IP:127.0.0.1,DNS:localhost",
-        "-keyout",
-        &key,
-        "-out",
-        &cert,
-    ]);
-    let made = run(openssl, b"");
-    assert!(made.status.success(), "{made:?}");
-    (cert, key)
-}
-
 #[test]
 fn a_certificate_from_files_verifies_with_curl() {
     let dir = scratch_dir("files");
-    let (cert, key) = make_certificate(&dir, "server");
+    let (cert, key) = make_certificate(&dir, "server", &[]);
     let server = Server::start(&["serve", "--tls-cert", &cert, "--tls-key", &key]);
     let url = format!("https://127.0.0.1:{}/healthz", server.port);
     assert_eq!(curl(&["--cacert", &cert, &url]), (200, "ok\n".into()));
@@ -201,8 +164,8 @@ fn a_certificate_from_files_verifies_with_curl() {
 #[test]
 fn unreadable_or_mismatched_certificates_are_clear_errors() {
     let dir = scratch_dir("errors");
-    let (cert, _) = make_certificate(&dir, "one");
-    let (_, other_key) = make_certificate(&dir, "two");
+    let (cert, _) = make_certificate(&dir, "one", &[]);
+    let (_, other_key) = make_certificate(&dir, "two", &[]);
     let missing = dir.join("missing.pem").display().to_string();
     let cases = [
         (

@@ -12,6 +12,7 @@ mod chat_tls;
 mod chat_web;
 mod cli_errors;
 mod connect;
+mod connect_tls;
 mod echo_tcp;
 mod echo_udp;
 mod echo_ws;

@@ -6,7 +6,7 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::sync::mpsc;
 use std::sync::{Arc, Condvar, Mutex};
@@ -420,4 +420,45 @@ pub fn runtime() -> tokio::runtime::Runtime {
         .enable_all()
         .build()
         .expect("tokio runtime")
+}
+
+/// A fresh directory under `target/` for one test's files.
+pub fn scratch_dir(name: &str) -> PathBuf {
+    let dir = repo_file(&format!("target/test-tls/{name}"));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("scratch dir");
+    dir
+}
+
+/// Makes a certificate for 127.0.0.1 and localhost and its key with openssl;
+/// returns their paths. It is self-signed and, as openssl makes it by
+/// default, marked as a CA; `extra` openssl arguments come last and change
+/// that (`-CA FILE -CAkey FILE` to have a CA sign it, `-addext …`, `-subj …`).
+pub fn make_certificate(dir: &Path, name: &str, extra: &[&str]) -> (String, String) {
+    let cert = dir.join(format!("{name}.pem")).display().to_string();
+    let key = dir.join(format!("{name}-key.pem")).display().to_string();
+    let mut openssl = tool("openssl");
+    openssl.args([
+        "req",
+        "-x509",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+        "-days",
+        "1",
+        "-subj",
+        "/CN=localhost",
+        "-addext",
+        "subjectAltName=IP:127.0.0.1,DNS:localhost",
+        "-keyout",
+        &key,
+        "-out",
+        &cert,
+    ]);
+    openssl.args(extra);
+    let made = run(openssl, b"");
+    assert!(made.status.success(), "{made:?}");
+    (cert, key)
 }

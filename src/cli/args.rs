@@ -194,6 +194,26 @@ pub struct ConnectArgs {
     /// HOST:PORT for raw TCP, or a ws:// or wss:// URL.
     #[arg(value_name = "ADDR|URL")]
     pub target: String,
+
+    /// For wss://, trust only the CA certificate(s) in this PEM file, instead
+    /// of the built-in roots (like curl's --cacert).
+    ///
+    /// The server's certificate must be issued by a CA certificate in FILE;
+    /// the Mozilla roots built into switchboard are then not used. A
+    /// self-signed server certificate not marked CA:TRUE may be its own CA.
+    /// Ignored, with a warning, for ws:// and TCP.
+    #[arg(long, value_name = "FILE")]
+    pub cacert: Option<PathBuf>,
+
+    /// For wss://, do not verify the server's certificate at all, like
+    /// `curl -k`: FOR DEVELOPMENT ONLY.
+    ///
+    /// Meant for servers such as `serve --tls-self-signed`. The connection
+    /// is still encrypted, but anyone on the network path can pretend to be
+    /// the server and read and change the traffic. Ignored, with a warning,
+    /// for ws:// and TCP.
+    #[arg(short = 'k', long, conflicts_with = "cacert")]
+    pub insecure: bool,
 }
 
 /// `switchboard bench`.

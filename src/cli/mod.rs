@@ -26,7 +26,7 @@ use switchboard::net::addr::HostPort;
 use switchboard::net::fd_limit::raise_fd_limit;
 use switchboard::net::listener;
 use switchboard::net::shutdown::run_until_signalled;
-use switchboard::net::tls::{self, Identity};
+use switchboard::net::tls::{self, Identity, Trust};
 use switchboard::server::auth::{Access, Token};
 use switchboard::server::{self, ServeOptions};
 use switchboard::storage::memory::MemoryHistory;
@@ -271,6 +271,24 @@ pub(crate) fn write_stdout(bytes: &[u8]) -> anyhow::Result<()> {
 /// `switchboard connect`.
 async fn run_connect(args: ConnectArgs) -> anyhow::Result<()> {
     let target = connect::Target::parse(&args.target)?;
-    connect::run(&target, tokio::io::stdin(), tokio::io::stdout()).await?;
+    // Read a --cacert file now, so a bad one is reported before connecting.
+    let tls = tls::client_config(&client_trust(&args, &target))?;
+    connect::run(&target, tls, tokio::io::stdin(), tokio::io::stdout()).await?;
     Ok(())
+}
+
+/// What `connect`'s TLS flags ask to trust. Without TLS (`ws://`, TCP) they
+/// cannot apply and are ignored with a warning, as curl ignores them for
+/// `http://`, so one command line works against both kinds of server.
+fn client_trust(args: &ConnectArgs, target: &connect::Target) -> Trust {
+    let (flag, trust) = match (&args.cacert, args.insecure) {
+        (Some(file), _) => ("--cacert", Trust::CaFile(file.clone())),
+        (None, true) => ("--insecure", Trust::Anything),
+        (None, false) => return Trust::BuiltInRoots,
+    };
+    if target.uses_tls() {
+        return trust;
+    }
+    tracing::warn!("{flag} is ignored: only wss:// URLs use TLS");
+    Trust::BuiltInRoots
 }

@@ -6,9 +6,16 @@
 //! output is still printed until it closes, so `printf 'hi\n' | switchboard
 //! connect host:3000` works in a pipe. Over WebSocket each input line is one
 //! text message, and each text message received is printed as one line.
+//! A `wss://` server's certificate is checked as the caller's TLS
+//! configuration says (see [`crate::net::tls::client_config`]).
+
+use std::io::ErrorKind;
+use std::sync::Arc;
 
 use futures_util::{SinkExt, StreamExt};
+use rustls::ClientConfig;
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
+use tokio_tungstenite::Connector;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::{self, Message};
 
@@ -43,21 +50,27 @@ impl Target {
         }
         HostPort::parse_remote(input).map(Self::Tcp)
     }
+
+    /// Whether the connection is TLS: only `wss://` URLs are.
+    pub fn uses_tls(&self) -> bool {
+        matches!(self, Self::WebSocket(url) if url.starts_with("wss://"))
+    }
 }
 
 /// Connects to `target` and pipes `input` to it and its output to `output`
-/// until the server closes.
+/// until the server closes; `tls` is used for a `wss://` URL only.
 ///
 /// # Errors
-/// The reason the connection could not be made or was lost.
-pub async fn run<I, O>(target: &Target, input: I, output: O) -> Result<()>
+/// The reason the connection could not be made or was lost, e.g. a server
+/// certificate that `tls` does not trust.
+pub async fn run<I, O>(target: &Target, tls: Arc<ClientConfig>, input: I, output: O) -> Result<()>
 where
     I: AsyncRead + Unpin,
     O: AsyncWrite + Unpin,
 {
     match target {
         Target::Tcp(addr) => pipe_tcp(addr, input, output).await,
-        Target::WebSocket(url) => pipe_web_socket(url, input, output).await,
+        Target::WebSocket(url) => pipe_web_socket(url, tls, input, output).await,
     }
 }
 
@@ -96,26 +109,30 @@ where
 }
 
 /// The WebSocket session: input lines out as text messages, messages printed.
-async fn pipe_web_socket<I, O>(url: &str, input: I, mut output: O) -> Result<()>
+async fn pipe_web_socket<I, O>(
+    url: &str,
+    tls: Arc<ClientConfig>,
+    input: I,
+    mut output: O,
+) -> Result<()>
 where
     I: AsyncRead + Unpin,
     O: AsyncWrite + Unpin,
 {
     let endpoint = web_socket_endpoint(url)?;
     let stream = dial::tcp(&endpoint).await?;
-    if url.starts_with("wss://") {
-        // rustls needs a process-wide crypto provider; a second install is a no-op.
-        let _ = rustls::crypto::ring::default_provider().install_default();
-    }
-    let (ws, _response) = tokio_tungstenite::client_async_tls_with_config(url, stream, None, None)
-        .await
-        .map_err(|err| Error::Connect {
-            addr: url.to_string(),
-            reason: describe_ws(&err),
-        })?;
+    let connector = Some(Connector::Rustls(tls));
+    let (ws, _response) =
+        tokio_tungstenite::client_async_tls_with_config(url, stream, None, connector)
+            .await
+            .map_err(|err| Error::Connect {
+                addr: url.to_string(),
+                reason: describe_ws(&err),
+            })?;
     let (mut to_server, mut from_server) = ws.split();
     let mut lines = BufReader::new(input).lines();
     let mut reading_input = true;
+    let mut close_received = false;
     let lost = |err: tungstenite::Error| Error::WebSocket {
         context: format!("connection to {url} lost"),
         reason: describe_ws(&err),
@@ -138,8 +155,18 @@ where
             },
             message = from_server.next() => match message {
                 None | Some(Err(tungstenite::Error::ConnectionClosed)) => return Ok(()),
+                // The server's close frame ended the WebSocket: a TLS server
+                // that then drops the connection without close_notify loses nothing.
+                Some(Err(tungstenite::Error::Io(err)))
+                    if close_received && err.kind() == ErrorKind::UnexpectedEof =>
+                {
+                    return Ok(());
+                }
                 Some(Err(err)) => return Err(lost(err)),
-                Some(Ok(message)) => print_message(&message, &mut output).await?,
+                Some(Ok(message)) => {
+                    close_received |= message.is_close();
+                    print_message(&message, &mut output).await?;
+                }
             },
         }
     }
@@ -196,7 +223,10 @@ pub fn web_socket_endpoint(url: &str) -> Result<HostPort> {
 /// Describes a tungstenite error in plain words.
 fn describe_ws(err: &tungstenite::Error) -> String {
     match err {
-        tungstenite::Error::Io(io) => describe_io(io),
+        tungstenite::Error::Io(io) => match io.get_ref().and_then(|e| e.downcast_ref()) {
+            Some(rustls::Error::InvalidCertificate(refused)) => describe_certificate(refused),
+            _ => describe_io(io),
+        },
         tungstenite::Error::Http(response) => {
             format!(
                 "the server answered HTTP {} instead of a WebSocket",
@@ -205,6 +235,26 @@ fn describe_ws(err: &tungstenite::Error) -> String {
         }
         other => other.to_string(),
     }
+}
+
+/// Describes why the server's certificate was refused, and what gets past it.
+fn describe_certificate(refused: &rustls::CertificateError) -> String {
+    use rustls::CertificateError::{Other, UnknownIssuer};
+    let why = match refused {
+        UnknownIssuer => "it is not issued by a trusted authority (--cacert FILE trusts the \
+                          CA certificates in FILE; --insecure skips the check, for development only)"
+            .to_string(),
+        // webpki names this reason only by its variant name.
+        Other(other) if other.0.to_string() == "CaUsedAsEndEntity" => {
+            "it is marked as a CA (CA:TRUE, as `openssl req -x509` makes it by default), \
+             which is refused as a server's own certificate: have a CA sign one without \
+             CA:TRUE, or use --insecure for development"
+                .to_string()
+        }
+        Other(other) => other.0.to_string(),
+        other => other.to_string(),
+    };
+    format!("the server's certificate is not trusted: {why}")
 }
 
 #[cfg(test)]

@@ -1,13 +1,15 @@
-//! TLS for servers: a certificate and key loaded from PEM files, or a
-//! self-signed certificate made at startup for development.
+//! TLS for servers (a certificate and key loaded from PEM files, or a
+//! self-signed certificate made at startup for development) and for clients
+//! (which server certificates to trust).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use rustls::ServerConfig;
-use rustls::crypto::ring;
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::{WebPkiSupportedAlgorithms, ring};
+use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, ServerConfig, SignatureScheme};
 use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName, UnixTime};
 use tokio_rustls::TlsAcceptor;
 
 use crate::error::{Error, Result};
@@ -34,7 +36,7 @@ pub enum Identity {
 /// does not fit the certificate.
 pub fn acceptor(identity: &Identity) -> Result<TlsAcceptor> {
     let (chain, key) = match identity {
-        Identity::Files { cert, key } => (read_chain(cert)?, read_key(key)?),
+        Identity::Files { cert, key } => (read_chain(cert, "TLS certificate")?, read_key(key)?),
         Identity::SelfSigned => self_signed()?,
     };
     let mut config = ServerConfig::builder_with_provider(Arc::new(ring::default_provider()))
@@ -49,10 +51,106 @@ pub fn acceptor(identity: &Identity) -> Result<TlsAcceptor> {
     Ok(TlsAcceptor::from(Arc::new(config)))
 }
 
-/// Reads a PEM certificate chain.
-fn read_chain(path: &Path) -> Result<Vec<CertificateDer<'static>>> {
+/// Which server certificates a TLS client accepts.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum Trust {
+    /// Certificates issued by the Mozilla root authorities built into the
+    /// binary (webpki-roots), as browsers trust them.
+    #[default]
+    BuiltInRoots,
+    /// Only certificates issued by the CA certificates in this PEM file,
+    /// instead of the built-in roots (curl's `--cacert`).
+    CaFile(PathBuf),
+    /// Any certificate, unverified (curl's `-k`): for development only. The
+    /// handshake signatures are still checked against the certificate's key.
+    Anything,
+}
+
+/// Builds the configuration a TLS client uses, trusting what `trust` says.
+///
+/// # Errors
+/// [`Error::Tls`] naming a CA file that cannot be read or holds no usable
+/// certificate.
+pub fn client_config(trust: &Trust) -> Result<Arc<ClientConfig>> {
+    let provider = Arc::new(ring::default_provider());
+    let algorithms = provider.signature_verification_algorithms;
+    let builder = ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|err| Error::Tls {
+            context: "could not set up TLS".into(),
+            reason: err.to_string(),
+        })?;
+    let builder = match trust {
+        Trust::BuiltInRoots => {
+            let mut roots = RootCertStore::empty();
+            roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+            builder.with_root_certificates(roots)
+        }
+        Trust::CaFile(path) => builder.with_root_certificates(read_roots(path)?),
+        Trust::Anything => builder
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(AnyCertificate(algorithms))),
+    };
+    Ok(Arc::new(builder.with_no_client_auth()))
+}
+
+/// Reads the CA certificates a client is told to trust; every one must be usable.
+fn read_roots(path: &Path) -> Result<RootCertStore> {
+    let mut roots = RootCertStore::empty();
+    for cert in read_chain(path, "CA certificate")? {
+        roots.add(cert).map_err(|err| Error::Tls {
+            context: format!("could not use CA certificate {}", path.display()),
+            reason: err.to_string(),
+        })?;
+    }
+    Ok(roots)
+}
+
+/// The verifier behind [`Trust::Anything`]: every certificate passes, but
+/// the server must still prove in the handshake that it holds the
+/// certificate's private key.
+#[derive(Debug)]
+struct AnyCertificate(WebPkiSupportedAlgorithms);
+
+impl ServerCertVerifier for AnyCertificate {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.0)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.0)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.supported_schemes()
+    }
+}
+
+/// Reads a PEM certificate chain; `what` names it in errors (`TLS certificate`).
+fn read_chain(path: &Path, what: &str) -> Result<Vec<CertificateDer<'static>>> {
     let failed = |reason: String| Error::Tls {
-        context: format!("could not read TLS certificate {}", path.display()),
+        context: format!("could not read {what} {}", path.display()),
         reason,
     };
     let chain = CertificateDer::pem_file_iter(path)
@@ -114,6 +212,17 @@ mod tests {
         assert_eq!(
             err.to_string(),
             "could not read TLS certificate /nonexistent/cert.pem: no such file or directory"
+        );
+    }
+
+    #[test]
+    fn client_configs_for_every_kind_of_trust() {
+        assert!(client_config(&Trust::BuiltInRoots).is_ok());
+        assert!(client_config(&Trust::Anything).is_ok());
+        let err = client_config(&Trust::CaFile("/nonexistent/ca.pem".into())).expect_err("fails");
+        assert_eq!(
+            err.to_string(),
+            "could not read CA certificate /nonexistent/ca.pem: no such file or directory"
         );
     }
 }
