@@ -2,7 +2,7 @@
 //! each through a real TLS client (`openssl s_client`, curl, Python
 //! `websockets`), with certificates made at startup or loaded from files.
 
-use std::io::{BufRead, BufReader, ErrorKind, Write};
+use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
 use std::process::{Child, ChildStdin, Stdio};
 use std::sync::mpsc::{self, Receiver};
 use std::thread;
@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use crate::util::{
     Server, assert_one_line_error, curl, make_certificate, repo_file, run, run_switchboard,
-    scratch_dir, stdout, tool,
+    scratch_dir, stdout, tool, wait_with_deadline,
 };
 
 /// How long a line from the server may take.
@@ -148,6 +148,41 @@ fn a_broken_handshake_is_dropped_and_harms_nobody() {
     );
     let https = format!("https://{}/healthz", server.local());
     assert_eq!(curl(&["-k", &https]), (200, "ok\n".into()));
+}
+
+#[test]
+fn a_websocket_over_tls_ends_with_close_notify() {
+    let server = Server::start(&["serve", "--tls-self-signed"]);
+    let mut client = tool("openssl")
+        .args(["s_client", "-quiet", "-connect", &server.local()])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("openssl s_client starts");
+    // The upgrade, then a masked close frame (1000); stdin stays open so that
+    // only the server's end of the session ends the client.
+    let mut input = client.stdin.take().expect("stdin");
+    input
+        .write_all(
+            b"GET /ws HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
+              Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n\
+              \x88\x82\x01\x02\x03\x04\x02\xea",
+        )
+        .expect("write to openssl");
+    wait_with_deadline(&mut client, LINE_DEADLINE);
+    drop(input);
+    let (mut received, mut errors) = (Vec::new(), String::new());
+    let mut stdout = client.stdout.take().expect("stdout");
+    let mut stderr = client.stderr.take().expect("stderr");
+    stdout.read_to_end(&mut received).expect("read stdout");
+    stderr.read_to_string(&mut errors).expect("read stderr");
+    let head = String::from_utf8_lossy(&received);
+    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+    assert!(
+        !errors.contains("unexpected eof"),
+        "the server ended TLS without close_notify: {errors}"
+    );
 }
 
 #[test]

@@ -202,7 +202,7 @@ pub fn signal(pid: u32, signal: i32) {
 }
 
 /// Waits for `child` to exit, killing it and failing the test after `deadline`.
-fn wait_with_deadline(child: &mut Child, deadline: Duration) -> ExitStatus {
+pub fn wait_with_deadline(child: &mut Child, deadline: Duration) -> ExitStatus {
     let pid = child.id();
     let (done, rx) = mpsc::channel::<()>();
     let watchdog = thread::spawn(move || {

@@ -207,11 +207,13 @@ pub async fn server_socket(upgraded: Upgraded, config: WebSocketConfig) -> Serve
 }
 
 /// Writes out what tungstenite last handed to the socket, giving the peer at
-/// most [`WRITE_OUT_TIMEOUT`]. A server's reply to a close frame goes to the
-/// socket without a flush (tungstenite then reports the connection closed),
-/// so it sits in the [`Coalescing`] buffer until this is called.
+/// most [`WRITE_OUT_TIMEOUT`], then shuts the connection down (over TLS,
+/// with the close_notify a TLS client expects before the end). A server's
+/// reply to a close frame goes to the socket without a flush (tungstenite
+/// then reports the connection closed), so it sits in the [`Coalescing`]
+/// buffer until this is called.
 pub async fn write_out(ws: &mut ServerSocket) {
-    let _ = tokio::time::timeout(WRITE_OUT_TIMEOUT, ws.get_mut().flush()).await;
+    let _ = tokio::time::timeout(WRITE_OUT_TIMEOUT, ws.get_mut().shutdown()).await;
 }
 
 /// The `101 Switching Protocols` response completing a handshake whose
