@@ -27,6 +27,7 @@ use switchboard::net::fd_limit::raise_fd_limit;
 use switchboard::net::listener;
 use switchboard::net::shutdown::run_until_signalled;
 use switchboard::net::tls::{self, Identity, Trust};
+use switchboard::net::websocket;
 use switchboard::server::auth::{Access, Token};
 use switchboard::server::{self, ServeOptions};
 use switchboard::storage::memory::MemoryHistory;
@@ -48,11 +49,6 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Bench(args) => bench::run(args).await,
     }
 }
-
-/// Read buffer per WebSocket connection: small, so 10,000 idle ones stay cheap
-/// (tungstenite's default is 128 KiB each). A chat message fits in one read;
-/// tungstenite reads a bigger one in steps of this size.
-const WS_READ_BUFFER: usize = 512;
 
 /// `switchboard serve`.
 async fn run_serve(args: ServeArgs) -> anyhow::Result<()> {
@@ -110,7 +106,7 @@ async fn run_serve(args: ServeArgs) -> anyhow::Result<()> {
         },
         ws: WsConfig {
             max_message: args.max_ws_message,
-            read_buffer: WS_READ_BUFFER,
+            read_buffer: websocket::READ_BUFFER,
             ping_interval: Duration::from_secs(args.ping_interval.max(1)),
             idle_timeout,
             limits,

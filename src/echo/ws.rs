@@ -20,10 +20,6 @@ use crate::net::websocket::{self, ServerSocket};
 /// How long the goodbye close frame may take on shutdown.
 const GOODBYE_TIMEOUT: Duration = Duration::from_secs(1);
 
-/// Read buffer per connection: small, so idle connections cost little
-/// (tungstenite's default is 128 KiB each).
-const READ_BUFFER: usize = 4 * 1024;
-
 /// Performs the WebSocket handshake (answering plain HTTP requests with an
 /// error status) and echoes messages until the peer closes,
 /// the first reply is sent (with `close_after_reply`), or `shutdown` is cancelled.
@@ -36,7 +32,7 @@ pub async fn serve_connection(
     shutdown: CancellationToken,
 ) -> Result<()> {
     let max_message = options.web_socket.unwrap_or(DEFAULT_MAX_WS_MESSAGE);
-    let config = websocket::server_config(READ_BUFFER, max_message);
+    let config = websocket::server_config(websocket::READ_BUFFER, max_message);
     let mut ws = tokio::select! {
         _ = shutdown.cancelled() => return Ok(()),
         accepted = websocket::accept(stream, config) => match accepted? {

@@ -26,13 +26,21 @@ use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 
 use crate::error::{Error, Result};
 use crate::net::coalesce::Coalescing;
+use crate::net::scratch_read::ScratchReads;
 
 /// A server-side WebSocket over an upgraded HTTP connection, its frames
-/// written in batches.
-pub type ServerSocket = WebSocketStream<Coalescing<TokioIo<Upgraded>>>;
+/// written in batches and its reads landing in the thread's scratch buffer
+/// (so tungstenite's own read buffer can be small).
+pub type ServerSocket = WebSocketStream<Coalescing<ScratchReads<TokioIo<Upgraded>>>>;
 
 /// How long the last bytes of a closing connection may take to go out.
 const WRITE_OUT_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// tungstenite's read buffer per server connection: small, so 10,000 idle
+/// WebSockets stay cheap (its default is 128 KiB each). It is filled from the
+/// thread's scratch buffer ([`ScratchReads`]), which takes all the socket has
+/// in one read, so a bigger message costs copies, not system calls.
+pub const READ_BUFFER: usize = 128;
 
 /// How long a client gets to send its request head (SPEC 5.5: within 10 s).
 pub const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
@@ -202,7 +210,7 @@ pub fn server_config(read_buffer: usize, max_message: usize) -> WebSocketConfig 
 
 /// The WebSocket over a connection the `101` response has upgraded.
 pub async fn server_socket(upgraded: Upgraded, config: WebSocketConfig) -> ServerSocket {
-    let io = Coalescing::new(TokioIo::new(upgraded));
+    let io = Coalescing::new(ScratchReads::new(TokioIo::new(upgraded)));
     WebSocketStream::from_raw_socket(io, Role::Server, Some(config)).await
 }
 
