@@ -26,13 +26,7 @@ struct TlsLineClient {
 impl TlsLineClient {
     /// Connects to the server (without verifying its certificate).
     fn connect(server: &Server) -> Self {
-        let mut child = tool("openssl")
-            .args(["s_client", "-quiet", "-connect", &server.local()])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("openssl s_client starts");
+        let mut child = s_client(server, Stdio::null());
         let input = child.stdin.take().expect("stdin");
         let output = BufReader::new(child.stdout.take().expect("stdout"));
         let (sender, lines) = mpsc::channel();
@@ -68,6 +62,18 @@ impl Drop for TlsLineClient {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// `openssl s_client` connected to `server` (its certificate not verified),
+/// with piped input and output and its diagnostics to `stderr`.
+fn s_client(server: &Server, stderr: Stdio) -> Child {
+    tool("openssl")
+        .args(["s_client", "-quiet", "-connect", &server.local()])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(stderr)
+        .spawn()
+        .expect("openssl s_client starts")
 }
 
 #[test]
@@ -153,13 +159,7 @@ fn a_broken_handshake_is_dropped_and_harms_nobody() {
 #[test]
 fn a_websocket_over_tls_ends_with_close_notify() {
     let server = Server::start(&["serve", "--tls-self-signed"]);
-    let mut client = tool("openssl")
-        .args(["s_client", "-quiet", "-connect", &server.local()])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("openssl s_client starts");
+    let mut client = s_client(&server, Stdio::piped());
     // The upgrade, then a masked close frame (1000); stdin stays open so that
     // only the server's end of the session ends the client.
     let mut input = client.stdin.take().expect("stdin");
