@@ -322,49 +322,65 @@ fn five_senders_times_a_thousand_arrive_once_in_id_order_for_every_member() {
     assert_eq!(views[0], views[1], "every member sees the same order");
 }
 
+/// Opens `count` line clients to the server on `port`, each greeted and in `#lobby`.
+async fn crowd(port: u16, count: usize) -> Vec<TokioLines> {
+    use futures_util::{StreamExt, stream};
+    use tokio::io::AsyncBufReadExt;
+    stream::iter(0..count)
+        .map(|_| async move {
+            let stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .unwrap();
+            let mut lines = tokio::io::BufReader::new(stream);
+            let mut line = String::new();
+            // The welcome, then our own join.
+            for _ in 0..2 {
+                line.clear();
+                lines.read_line(&mut line).await.unwrap();
+            }
+            assert!(line.contains("joined #lobby"), "{line:?}");
+            lines
+        })
+        .buffer_unordered(500)
+        .collect()
+        .await
+}
+
+/// A line client read through tokio.
+type TokioLines = tokio::io::BufReader<tokio::net::TcpStream>;
+
+/// The first room message `lines` reads (`None` if the server closes first).
+async fn next_room_message(lines: &mut TokioLines) -> Option<String> {
+    use tokio::io::AsyncBufReadExt;
+    let mut line = String::new();
+    loop {
+        line.clear();
+        if lines.read_line(&mut line).await.unwrap() == 0 {
+            return None;
+        }
+        if line.starts_with("[#lobby]") {
+            return Some(line);
+        }
+    }
+}
+
 #[test]
 fn five_thousand_line_clients_in_one_room_all_get_a_message() {
     let server = Server::start(&["serve"]);
     let port = server.port;
     let runtime = runtime();
     let delivered = runtime.block_on(async move {
-        use futures_util::{StreamExt, stream};
-        use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
-        let clients: Vec<_> = stream::iter(0..5000)
-            .map(|_| async move {
-                let stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
-                    .await
-                    .unwrap();
-                let mut lines = BufReader::new(stream);
-                let mut line = String::new();
-                // The welcome, then our own join.
-                for _ in 0..2 {
-                    line.clear();
-                    lines.read_line(&mut line).await.unwrap();
-                }
-                assert!(line.contains("joined #lobby"), "{line:?}");
-                lines
-            })
-            .buffer_unordered(500)
-            .collect()
-            .await;
-        let mut clients = clients;
+        use tokio::io::AsyncWriteExt;
+        let mut clients = crowd(port, 5000).await;
         clients[0]
             .get_mut()
             .write_all(b"hello five thousand\n")
             .await
             .unwrap();
         let waits = clients.into_iter().map(|mut lines| async move {
-            let mut line = String::new();
-            loop {
-                line.clear();
-                if lines.read_line(&mut line).await.unwrap() == 0 {
-                    return false;
-                }
-                if line.starts_with("[#lobby]") {
-                    return line.ends_with(": hello five thousand\n");
-                }
-            }
+            next_room_message(&mut lines)
+                .await
+                .is_some_and(|line| line.ends_with(": hello five thousand\n"))
         });
         let timed = tokio::time::timeout(
             std::time::Duration::from_secs(60),
@@ -378,4 +394,34 @@ fn five_thousand_line_clients_in_one_room_all_get_a_message() {
             .count()
     });
     assert_eq!(delivered, 5000);
+}
+
+#[test]
+fn a_message_said_just_before_shutdown_reaches_the_whole_room() {
+    let server = Server::start(&["serve"]);
+    let port = server.port;
+    let runtime = runtime();
+    let mut clients = runtime.block_on(async move {
+        use tokio::io::AsyncWriteExt;
+        let mut clients = crowd(port, 3000).await;
+        let speaker = &mut clients[0];
+        speaker.get_mut().write_all(b"last words\n").await.unwrap();
+        let echo = next_room_message(speaker).await.expect("own message");
+        assert!(echo.ends_with(": last words\n"), "{echo:?}");
+        clients
+    });
+    // Stopped the moment the speaker has its own copy: the others' copies
+    // may still be queued, and must go out before the goodbye.
+    let status = server.terminate();
+    assert!(status.success(), "{status}");
+    let heard = runtime.block_on(async move {
+        use tokio::io::AsyncReadExt;
+        let reads = clients.iter_mut().skip(1).map(|lines| async move {
+            let mut rest = String::new();
+            lines.read_to_string(&mut rest).await.unwrap();
+            rest.contains(": last words\n") && rest.ends_with("* server shutting down\n")
+        });
+        futures_util::future::join_all(reads).await
+    });
+    assert_eq!(heard.iter().filter(|got| **got).count(), 2999);
 }

@@ -177,6 +177,14 @@ impl Mailbox {
         self.events.traffic()
     }
 
+    /// Takes every event still queued: what a connection writes before its
+    /// goodbye when the server stops.
+    pub fn take_remaining(&mut self) -> Vec<Arc<Outgoing>> {
+        let mut remaining = Vec::new();
+        self.events.drain_into(&mut remaining, usize::MAX);
+        remaining
+    }
+
     /// Moves events already queued onto `events`, until it holds
     /// [`Self::MAX_BATCH`]: a transport writes them in one go instead of one
     /// wake-up each.

@@ -125,8 +125,9 @@ impl Outbox {
     }
 
     /// Drops the connection for `reason`: its task learns of it next, before
-    /// any queued event, and the queue's storage is let go. `false` when it
-    /// was kicked already.
+    /// any queued event. A slow connection's queue is let go at once; a
+    /// stopping server's is kept, for the task to write out before its
+    /// goodbye. `false` when it was kicked already.
     pub fn kick(&self, reason: Kick) -> bool {
         {
             let mut state = self.queue.state();
@@ -134,7 +135,9 @@ impl Outbox {
                 return false;
             }
             state.kicked = Some(reason);
-            state.events = VecDeque::new();
+            if reason == Kick::TooSlow {
+                state.events = VecDeque::new();
+            }
         }
         self.queue.waker.wake();
         true
@@ -294,6 +297,23 @@ mod tests {
         assert_eq!(outbox.push(notice("after")), Ok(()));
         assert!(inbox.is_empty(), "nothing is queued once kicked");
         assert!(matches!(inbox.next().await, Next::Kicked(Kick::TooSlow)));
+    }
+
+    #[tokio::test]
+    async fn a_stopping_server_keeps_what_was_queued_for_the_goodbye() {
+        let (outbox, mut inbox) = bounded(4);
+        outbox.push(notice("said before the stop")).unwrap();
+        assert!(outbox.kick(Kick::ServerStopping));
+        assert!(matches!(
+            inbox.next().await,
+            Next::Kicked(Kick::ServerStopping)
+        ));
+        let mut rest = Vec::new();
+        inbox.drain_into(&mut rest, usize::MAX);
+        assert_eq!(
+            rest.iter().map(|e| text(e)).collect::<Vec<_>>(),
+            ["said before the stop"]
+        );
     }
 
     #[test]

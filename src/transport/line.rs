@@ -145,7 +145,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> LineConnection<S> {
                     }
                     let seconds = self.config.idle_timeout.as_secs();
                     let notice = Event::Notice(format!("closing: idle for {seconds} s"));
-                    return self.say_last(notice).await;
+                    return self.say_last(&[Outgoing::new(notice)]).await;
                 }
                 Wake::Hub(Next::Closed) => return Ok(()),
                 Wake::Hub(Next::Event(first)) => {
@@ -308,23 +308,31 @@ impl<S: AsyncRead + AsyncWrite + Unpin> LineConnection<S> {
     }
 
     /// Leaves the hub at once (the room hears of it now, not after the goodbye),
-    /// then tells the client why it is being closed: the server is stopping, or
-    /// it could not keep up with its queue.
+    /// then tells the client why it is being closed: the server is stopping
+    /// (after what was queued for it before the stop), or it could not keep
+    /// up with its queue.
     async fn goodbye(mut self, reason: Kick) -> Result<()> {
         self.session.disconnect();
-        let notice = match reason {
-            Kick::ServerStopping => "server shutting down".to_string(),
-            Kick::TooSlow => format!(
-                "disconnected: too slow to keep up ({} events queued)",
-                self.mailbox.events.capacity()
+        let (mut last, notice) = match reason {
+            Kick::ServerStopping => (
+                self.mailbox.take_remaining(),
+                "server shutting down".to_string(),
+            ),
+            Kick::TooSlow => (
+                Vec::new(),
+                format!(
+                    "disconnected: too slow to keep up ({} events queued)",
+                    self.mailbox.events.capacity()
+                ),
             ),
         };
-        self.say_last(Event::Notice(notice)).await
+        last.push(Outgoing::new(Event::Notice(notice)));
+        self.say_last(&last).await
     }
 
-    /// Writes a last event (bounded in time: the peer may not be reading) and closes.
-    async fn say_last(&mut self, event: Event) -> Result<()> {
-        let bytes = self.encode(&[Outgoing::new(event)]);
+    /// Writes the last events (bounded in time: the peer may not be reading) and closes.
+    async fn say_last(&mut self, events: &[Arc<Outgoing>]) -> Result<()> {
+        let bytes = self.encode(events);
         let farewell = async {
             write_all_now(&mut self.stream, &bytes).await?;
             self.stream.shutdown().await

@@ -281,23 +281,17 @@ impl WsConnection {
     /// flush for all; gives up if the hub kicks the connection meanwhile.
     async fn send(&mut self, mut events: Vec<Arc<Outgoing>>) -> Result<()> {
         self.mailbox.take_queued(&mut events);
-        let mut sent = 0;
         let socket = &mut self.socket;
         let write = async {
-            for event in &events {
-                let encoded = protocol::encoded(event, Format::Json);
-                sent += encoded.len();
-                let text =
-                    Utf8Bytes::try_from(encoded).map_err(|err| WsError::Utf8(err.to_string()))?;
-                socket.feed(Message::Text(text)).await?;
-            }
-            socket.flush().await
+            let sent = feed_all(socket, &events).await?;
+            socket.flush().await?;
+            Ok::<_, WsError>(sent)
         };
         tokio::select! {
             biased;
             _ = self.mailbox.events.kicked() => Ok(()),
             written = write => {
-                written.map_err(|err| ws_error(&err))?;
+                let sent = written.map_err(|err| ws_error(&err))?;
                 self.mailbox.traffic().sent(sent);
                 metrics::counter!("switchboard_events_sent_total", "transport" => "ws").increment(events.len() as u64);
                 Ok(())
@@ -313,11 +307,17 @@ impl WsConnection {
             .map_err(|err| ws_error(&err))
     }
 
-    /// Closes with the reason: the server is stopping, or the client could not keep up.
+    /// Closes with the reason: the server is stopping (after what was queued
+    /// for the client before the stop), or the client could not keep up.
     async fn goodbye(&mut self, reason: Kick) -> Result<()> {
         self.session.disconnect();
         match reason {
-            Kick::ServerStopping => self.close(CloseCode::Away, "server shutting down").await,
+            Kick::ServerStopping => {
+                let remaining = self.mailbox.take_remaining();
+                let _ = tokio::time::timeout(CLOSE_TIMEOUT, feed_all(&mut self.socket, &remaining))
+                    .await;
+                self.close(CloseCode::Away, "server shutting down").await
+            }
             Kick::TooSlow => self.close(CloseCode::Policy, "too slow to keep up").await,
         }
     }
@@ -332,6 +332,22 @@ impl WsConnection {
             .await;
         Ok(())
     }
+}
+
+/// Feeds `events` to the socket as JSON text messages, without flushing;
+/// the bytes fed.
+async fn feed_all(
+    socket: &mut ServerSocket,
+    events: &[Arc<Outgoing>],
+) -> std::result::Result<usize, WsError> {
+    let mut sent = 0;
+    for event in events {
+        let encoded = protocol::encoded(event, Format::Json);
+        sent += encoded.len();
+        let text = Utf8Bytes::try_from(encoded).map_err(|err| WsError::Utf8(err.to_string()))?;
+        socket.feed(Message::Text(text)).await?;
+    }
+    Ok(sent)
 }
 
 /// The close code and reason for a failed read, as RFC 6455 assigns them.
