@@ -202,20 +202,45 @@ fn bad_bench_input_gets_one_error_line() {
 #[test]
 fn chat_mode_counts_every_delivery_in_order() {
     let server = Server::start(&["serve"]);
-    assert_every_delivery_counted(&server, &server.local());
+    assert_every_delivery_counted(&server, &server.local(), &[]);
 }
 
 #[test]
 fn chat_mode_over_websockets_counts_every_delivery_in_order() {
     let server = Server::start(&["serve"]);
-    assert_every_delivery_counted(&server, &format!("ws://{}/ws", server.local()));
+    assert_every_delivery_counted(&server, &format!("ws://{}/ws", server.local()), &[]);
 }
 
-/// Runs `bench chat` against `target` (20 subscribers, 40 msg/s) and checks
-/// that every message reached every subscriber, in order.
-fn assert_every_delivery_counted(server: &Server, target: &str) {
-    let pid = server.pid().to_string();
+#[test]
+fn chat_and_idle_modes_speak_tls_to_a_wss_url() {
+    let server = Server::start(&["serve", "--tls-self-signed"]);
+    let url = format!("wss://{}/ws", server.local());
+    assert_every_delivery_counted(&server, &url, &["--insecure"]);
     let report = bench_json(&[
+        "bench", "idle", &url, "--conns", "20", "--hold", "0.2", "-k",
+    ]);
+    assert_eq!(report["alive_after_hold"], 20, "{report}");
+    // Without --insecure the self-signed certificate is refused: TLS it is.
+    let output = run_switchboard(
+        &[
+            "bench",
+            "chat",
+            &url,
+            "--subscribers",
+            "2",
+            "--duration",
+            "0.2",
+        ],
+        b"",
+    );
+    assert_one_line_error(&output, "the server's certificate is not trusted");
+}
+
+/// Runs `bench chat` against `target` (20 subscribers, 40 msg/s, and
+/// `extra` flags) and checks that every message reached every subscriber, in order.
+fn assert_every_delivery_counted(server: &Server, target: &str, extra: &[&str]) {
+    let pid = server.pid().to_string();
+    let mut args = vec![
         "bench",
         "chat",
         target,
@@ -229,7 +254,9 @@ fn assert_every_delivery_counted(server: &Server, target: &str) {
         "0.2",
         "--pid",
         &pid,
-    ]);
+    ];
+    args.extend_from_slice(extra);
+    let report = bench_json(&args);
     assert_eq!(report["target"], target, "{report}");
     assert_eq!(report["subscribers"], 20, "{report}");
     assert_eq!(

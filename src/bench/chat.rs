@@ -23,7 +23,7 @@ use tokio::time::Instant;
 use crate::bench::dialer::Dialer;
 use crate::bench::echo::Window;
 use crate::bench::report::{Latency, ServerCost, client_line};
-use crate::bench::{WindowCost, latency_histogram, measure_window, progress};
+use crate::bench::{WindowCost, WsTarget, latency_histogram, measure_window, progress};
 use crate::error::{Error, Result, describe_io};
 use crate::net::addr::HostPort;
 use crate::net::fd_limit::raise_fd_limit;
@@ -62,8 +62,8 @@ pub struct ChatPlan {
     pub server_pid: Option<u32>,
     /// How many loopback source addresses to spread connections over.
     pub sources: usize,
-    /// A `ws://` URL: connect as WebSockets speaking JSON instead of line clients.
-    pub web_socket: Option<String>,
+    /// A WebSocket server: connect as WebSockets speaking JSON instead of line clients.
+    pub web_socket: Option<WsTarget>,
 }
 
 /// The result of `bench chat`.
@@ -249,7 +249,7 @@ pub async fn run(plan: &ChatPlan, bar: &ProgressBar) -> Result<ChatReport> {
 async fn join(stream: TcpStream, plan: &ChatPlan) -> io::Result<Member> {
     let handshake = async {
         match &plan.web_socket {
-            Some(url) => Member::join_ws(stream, url, &plan.room).await,
+            Some(server) => Member::join_ws(stream, server, &plan.room).await,
             None => Member::join_line(stream, &plan.room).await,
         }
     };
@@ -400,8 +400,8 @@ fn summarize(
         mode: "chat",
         target: plan
             .web_socket
-            .clone()
-            .unwrap_or_else(|| plan.target.to_string()),
+            .as_ref()
+            .map_or_else(|| plan.target.to_string(), |server| server.url.clone()),
         subscribers,
         publishers: plan.publishers,
         offered_per_sec: plan.rate,

@@ -16,13 +16,13 @@ use indicatif::ProgressBar;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
-use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
 use crate::bench::dialer::Dialer;
 use crate::bench::procfs::{ProcessSample, listen_overflows};
 use crate::bench::report::{IdleReport, ServerCost};
+use crate::bench::{BenchSocket, WsTarget};
 use crate::error::Result;
 use crate::net::addr::HostPort;
 use crate::net::fd_limit::raise_fd_limit;
@@ -46,14 +46,14 @@ pub struct IdlePlan {
     pub server_pid: Option<u32>,
     /// How many loopback source addresses to spread connections over.
     pub sources: usize,
-    /// A `ws://` URL to open WebSockets to instead of raw TCP connections.
-    pub web_socket: Option<String>,
+    /// A WebSocket server to open WebSockets to instead of raw TCP connections.
+    pub web_socket: Option<WsTarget>,
 }
 
 /// A connection being held: raw TCP to an echo server, or a WebSocket.
 enum Held {
     Tcp(TcpStream),
-    Ws(Box<WebSocketStream<TcpStream>>),
+    Ws(Box<BenchSocket>),
 }
 
 /// Runs the benchmark, showing progress on `bar`.
@@ -74,9 +74,9 @@ pub async fn run(plan: &IdlePlan, bar: &ProgressBar) -> Result<IdleReport> {
     let established = match &plan.web_socket {
         // Connect and upgrade in one step: a connection that waited 250 ms
         // before its request would be greeted as a line client.
-        Some(url) => {
+        Some(server) => {
             let handshakes = (0..plan.connections)
-                .map(|index| Handshake(&dialer, index, url))
+                .map(|index| Handshake(&dialer, index, server))
                 .collect();
             check_all(handshakes).await
         }
@@ -124,8 +124,8 @@ trait Checkable: Sized {
     async fn check(self) -> io::Result<Held>;
 }
 
-/// Connection number `.1` still to be opened and upgraded to a WebSocket at `.2`.
-struct Handshake<'a>(&'a Dialer, usize, &'a str);
+/// Connection number `.1` still to be opened and upgraded to a WebSocket to `.2`.
+struct Handshake<'a>(&'a Dialer, usize, &'a WsTarget);
 
 impl Checkable for Held {
     async fn check(self) -> io::Result<Held> {
@@ -138,19 +138,13 @@ impl Checkable for Held {
 
 impl Checkable for Handshake<'_> {
     async fn check(self) -> io::Result<Held> {
-        let Self(dialer, index, url) = self;
+        let Self(dialer, index, server) = self;
         let stream = dialer.connect(index).await?;
         // Small buffers: the client holds thousands of these.
         let config = WebSocketConfig::default()
             .read_buffer_size(4096)
             .write_buffer_size(0);
-        let handshake = async {
-            let (ws, _) = tokio_tungstenite::client_async_with_config(url, stream, Some(config))
-                .await
-                .map_err(io::Error::other)?;
-            Ok::<_, io::Error>(ws)
-        };
-        let ws = tokio::time::timeout(CHECK_TIMEOUT, handshake)
+        let ws = tokio::time::timeout(CHECK_TIMEOUT, server.open(stream, config))
             .await
             .map_err(|_| io::Error::from(io::ErrorKind::TimedOut))??;
         // A pong proves the connection is served, whether or not the
@@ -170,7 +164,7 @@ async fn check_all<C: Checkable>(connections: Vec<C>) -> Vec<Held> {
 }
 
 /// Sends a ping and waits for its pong.
-async fn check_pong(mut ws: WebSocketStream<TcpStream>) -> io::Result<WebSocketStream<TcpStream>> {
+async fn check_pong(mut ws: BenchSocket) -> io::Result<BenchSocket> {
     let exchange = async {
         ws.send(Message::Ping(Vec::new().into()))
             .await

@@ -15,7 +15,16 @@ pub mod procfs;
 pub mod progress;
 pub mod report;
 
+use std::io;
+use std::sync::Arc;
+
 use hdrhistogram::Histogram;
+use rustls::ClientConfig;
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use tokio_tungstenite::{Connector, MaybeTlsStream, WebSocketStream};
+
+use crate::client::connect::describe_ws;
 
 use echo::Window;
 use procfs::{MachineSample, ProcessSample};
@@ -23,6 +32,46 @@ use report::ServerCost;
 
 /// The slowest latency recorded, in microseconds; anything slower is clamped.
 const MAX_LATENCY_US: u64 = 60_000_000;
+
+/// A benchmark's WebSocket, over TLS or not.
+pub type BenchSocket = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+/// A WebSocket server to benchmark: its URL and, for `wss://`, which server
+/// certificates to trust.
+#[derive(Clone, Debug)]
+pub struct WsTarget {
+    /// The `ws://` or `wss://` URL.
+    pub url: String,
+    /// The TLS client configuration, for a `wss://` URL.
+    pub tls: Option<Arc<ClientConfig>>,
+}
+
+impl WsTarget {
+    /// Opens the WebSocket over `stream`: the TLS handshake first for
+    /// `wss://`, then the upgrade.
+    ///
+    /// # Errors
+    /// The TLS or WebSocket handshake's error.
+    pub async fn open(
+        &self,
+        stream: TcpStream,
+        config: WebSocketConfig,
+    ) -> io::Result<BenchSocket> {
+        let connector = match &self.tls {
+            Some(tls) => Connector::Rustls(Arc::clone(tls)),
+            None => Connector::Plain,
+        };
+        let (ws, _) = tokio_tungstenite::client_async_tls_with_config(
+            self.url.as_str(),
+            stream,
+            Some(config),
+            Some(connector),
+        )
+        .await
+        .map_err(|err| io::Error::other(describe_ws(&err)))?;
+        Ok(ws)
+    }
+}
 
 /// An empty latency histogram: 1 µs to 60 s at three significant digits.
 pub fn latency_histogram() -> Histogram<u64> {

@@ -195,6 +195,14 @@ pub struct ConnectArgs {
     #[arg(value_name = "ADDR|URL")]
     pub target: String,
 
+    /// Which server certificates a wss:// connection trusts.
+    #[command(flatten)]
+    pub tls: TlsClientArgs,
+}
+
+/// How a client checks a wss:// server's certificate (`connect`, `bench`).
+#[derive(Debug, Args)]
+pub struct TlsClientArgs {
     /// For wss://, trust only the CA certificate(s) in this PEM file, instead
     /// of the built-in roots (like curl's --cacert).
     ///
@@ -250,6 +258,10 @@ pub struct BenchCommon {
     /// [default: one per 5,000 connections]
     #[arg(long)]
     pub sources: Option<usize>,
+
+    /// Which server certificates wss:// connections trust.
+    #[command(flatten)]
+    pub tls: TlsClientArgs,
 }
 
 /// `switchboard bench echo`.

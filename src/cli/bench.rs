@@ -3,11 +3,12 @@
 use anyhow::{Context, bail};
 
 use super::args::{BenchArgs, BenchChatArgs, BenchCommon, BenchEchoArgs, BenchIdleArgs, BenchMode};
-use super::{seconds, write_stdout};
-use switchboard::bench::{chat, echo, idle, plot, progress};
+use super::{client_trust, seconds, write_stdout};
+use switchboard::bench::{WsTarget, chat, echo, idle, plot, progress};
 use switchboard::client::connect::{Target, web_socket_endpoint};
 use switchboard::hub::names::RoomName;
 use switchboard::net::addr::HostPort;
+use switchboard::net::tls;
 
 /// Connections one source address should carry at most by default.
 const CONNECTIONS_PER_SOURCE: usize = 5_000;
@@ -47,7 +48,7 @@ async fn run_chat(args: BenchChatArgs) -> anyhow::Result<()> {
     RoomName::parse(&args.room)
         .map_err(|e| anyhow::anyhow!("invalid --room '{}': {e}", args.room))?;
     let connections = args.subscribers + publishers;
-    let (target, web_socket) = target_and_url(&args.addr)?;
+    let (target, web_socket) = target_and_url(&args.addr, &args.common)?;
     let plan = chat::ChatPlan {
         target,
         web_socket,
@@ -75,6 +76,8 @@ async fn run_echo(args: BenchEchoArgs) -> anyhow::Result<()> {
     if args.size.saturating_mul(args.pipeline) > MAX_IN_FLIGHT_BYTES {
         bail!("--size times --pipeline must be at most {MAX_IN_FLIGHT_BYTES} bytes");
     }
+    // Echo servers are raw TCP: TLS flags only earn a warning.
+    client_trust(&args.common.tls, false);
     let plan = echo::EchoPlan {
         target: HostPort::parse_remote(&args.addr)?,
         connections: args.conns,
@@ -104,11 +107,25 @@ async fn run_echo(args: BenchEchoArgs) -> anyhow::Result<()> {
     print(&args.common, &outcome.report, outcome.report.table())
 }
 
-/// The address to connect to and, for a `ws://` target, the URL to upgrade to.
-fn target_and_url(addr: &str) -> anyhow::Result<(HostPort, Option<String>)> {
-    Ok(match Target::parse(addr)? {
+/// The address to connect to and, for a `ws://` or `wss://` target, the
+/// WebSocket server (with the certificates to trust, for `wss://`).
+fn target_and_url(
+    addr: &str,
+    common: &BenchCommon,
+) -> anyhow::Result<(HostPort, Option<WsTarget>)> {
+    let target = Target::parse(addr)?;
+    let uses_tls = target.uses_tls();
+    let trust = client_trust(&common.tls, uses_tls);
+    Ok(match target {
         Target::Tcp(target) => (target, None),
-        Target::WebSocket(url) => (web_socket_endpoint(&url)?, Some(url)),
+        Target::WebSocket(url) => {
+            let tls = if uses_tls {
+                Some(tls::client_config(&trust)?)
+            } else {
+                None
+            };
+            (web_socket_endpoint(&url)?, Some(WsTarget { url, tls }))
+        }
     })
 }
 
@@ -117,7 +134,7 @@ async fn run_idle(args: BenchIdleArgs) -> anyhow::Result<()> {
     if args.conns == 0 {
         bail!("--conns must be at least 1");
     }
-    let (target, web_socket) = target_and_url(&args.addr)?;
+    let (target, web_socket) = target_and_url(&args.addr, &args.common)?;
     let plan = idle::IdlePlan {
         target,
         web_socket,

@@ -15,7 +15,7 @@ use anyhow::{Context, bail};
 use tokio::io::AsyncReadExt;
 use tokio_util::sync::CancellationToken;
 
-use args::{Cli, Command, ConnectArgs, EchoArgs, ListenArgs, SendArgs, ServeArgs};
+use args::{Cli, Command, ConnectArgs, EchoArgs, ListenArgs, SendArgs, ServeArgs, TlsClientArgs};
 use metrics_exporter_prometheus::PrometheusBuilder;
 use switchboard::client::{connect, send};
 use switchboard::echo::{self, EchoOptions, ReplyStyle};
@@ -268,21 +268,21 @@ pub(crate) fn write_stdout(bytes: &[u8]) -> anyhow::Result<()> {
 async fn run_connect(args: ConnectArgs) -> anyhow::Result<()> {
     let target = connect::Target::parse(&args.target)?;
     // Read a --cacert file now, so a bad one is reported before connecting.
-    let tls = tls::client_config(&client_trust(&args, &target))?;
+    let tls = tls::client_config(&client_trust(&args.tls, target.uses_tls()))?;
     connect::run(&target, tls, tokio::io::stdin(), tokio::io::stdout()).await?;
     Ok(())
 }
 
-/// What `connect`'s TLS flags ask to trust. Without TLS (`ws://`, TCP) they
+/// What a client's TLS flags ask to trust. Without TLS (`ws://`, TCP) they
 /// cannot apply and are ignored with a warning, as curl ignores them for
 /// `http://`, so one command line works against both kinds of server.
-fn client_trust(args: &ConnectArgs, target: &connect::Target) -> Trust {
+pub(crate) fn client_trust(args: &TlsClientArgs, uses_tls: bool) -> Trust {
     let (flag, trust) = match (&args.cacert, args.insecure) {
         (Some(file), _) => ("--cacert", Trust::CaFile(file.clone())),
         (None, true) => ("--insecure", Trust::Anything),
         (None, false) => return Trust::BuiltInRoots,
     };
-    if target.uses_tls() {
+    if uses_tls {
         return trust;
     }
     tracing::warn!("{flag} is ignored: only wss:// URLs use TLS");

@@ -221,7 +221,7 @@ pub fn web_socket_endpoint(url: &str) -> Result<HostPort> {
 }
 
 /// Describes a tungstenite error in plain words.
-fn describe_ws(err: &tungstenite::Error) -> String {
+pub fn describe_ws(err: &tungstenite::Error) -> String {
     match err {
         tungstenite::Error::Io(io) => match io.get_ref().and_then(|e| e.downcast_ref()) {
             Some(rustls::Error::InvalidCertificate(refused)) => describe_certificate(refused),

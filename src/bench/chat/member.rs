@@ -8,9 +8,10 @@ use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
-use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+
+use crate::bench::{BenchSocket, WsTarget};
 
 /// Read buffer of each benchmark WebSocket: the client holds thousands.
 const WS_READ_BUFFER: usize = 4096;
@@ -20,7 +21,7 @@ pub enum Member {
     /// The line protocol (SPEC 5.1).
     Line(BufReader<TcpStream>),
     /// A WebSocket with the JSON protocol (SPEC 5.2).
-    Ws(Box<WebSocketStream<TcpStream>>),
+    Ws(Box<BenchSocket>),
 }
 
 impl Member {
@@ -52,17 +53,15 @@ impl Member {
         }
     }
 
-    /// Upgrades `stream` to a WebSocket at `url` and joins `room`.
+    /// Upgrades `stream` to a WebSocket to `server` and joins `room`.
     ///
     /// # Errors
     /// The handshake's error, or `UnexpectedEof` when the server closes first.
-    pub async fn join_ws(stream: TcpStream, url: &str, room: &str) -> io::Result<Self> {
+    pub async fn join_ws(stream: TcpStream, server: &WsTarget, room: &str) -> io::Result<Self> {
         let config = WebSocketConfig::default()
             .read_buffer_size(WS_READ_BUFFER)
             .write_buffer_size(0);
-        let (mut ws, _) = tokio_tungstenite::client_async_with_config(url, stream, Some(config))
-            .await
-            .map_err(io::Error::other)?;
+        let mut ws = server.open(stream, config).await?;
         let join = json!({"type": "join", "room": room}).to_string();
         ws.send(Message::text(join))
             .await
