@@ -1,6 +1,8 @@
 //! `switchboard bench`: it drives real servers and reports what happened.
 //! These check correctness of the counts, never speed.
 
+use std::process::Output;
+
 use serde_json::Value;
 
 use crate::util::{Server, assert_one_line_error, closed_port, run_switchboard, stdout};
@@ -221,19 +223,24 @@ fn chat_and_idle_modes_speak_tls_to_a_wss_url() {
     ]);
     assert_eq!(report["alive_after_hold"], 20, "{report}");
     // Without --insecure the self-signed certificate is refused: TLS it is.
-    let output = run_switchboard(
+    let output = short_chat(&url);
+    assert_one_line_error(&output, "the server's certificate is not trusted");
+}
+
+/// Runs a short `bench chat` (2 subscribers, 0.2 s) against `target`.
+fn short_chat(target: &str) -> Output {
+    run_switchboard(
         &[
             "bench",
             "chat",
-            &url,
+            target,
             "--subscribers",
             "2",
             "--duration",
             "0.2",
         ],
         b"",
-    );
-    assert_one_line_error(&output, "the server's certificate is not trusted");
+    )
 }
 
 /// Runs `bench chat` against `target` (20 subscribers, 40 msg/s, and
@@ -312,34 +319,12 @@ fn chat_mode_refuses_bad_input() {
         assert_one_line_error(&output, expected);
     }
     let addr = format!("127.0.0.1:{}", closed_port());
-    let output = run_switchboard(
-        &[
-            "bench",
-            "chat",
-            &addr,
-            "--subscribers",
-            "2",
-            "--duration",
-            "0.2",
-        ],
-        b"",
-    );
+    let output = short_chat(&addr);
     assert_one_line_error(&output, &format!("could not connect to {addr}"));
     // A server that does not speak WebSocket: no handshake completes.
     let echo = Server::start(&["echo", "--raw"]);
     let url = format!("ws://{}/ws", echo.local());
-    let output = run_switchboard(
-        &[
-            "bench",
-            "chat",
-            &url,
-            "--subscribers",
-            "2",
-            "--duration",
-            "0.2",
-        ],
-        b"",
-    );
+    let output = short_chat(&url);
     assert_one_line_error(&output, "only 0 connections joined #bench");
 }
 
