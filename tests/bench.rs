@@ -195,6 +195,16 @@ fn bad_bench_input_gets_one_error_line() {
             vec!["bench", "idle", "nowhere"],
             "invalid address 'nowhere'",
         ),
+        (
+            vec![
+                "bench",
+                "chat",
+                "wss://127.0.0.1:9/ws",
+                "--cacert",
+                "/nonexistent/ca.pem",
+            ],
+            "could not read CA certificate /nonexistent/ca.pem",
+        ),
     ] {
         let output = run_switchboard(&args, b"");
         assert_one_line_error(&output, expected);
