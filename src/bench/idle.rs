@@ -19,10 +19,11 @@ use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
+use crate::bench::WsTarget;
 use crate::bench::dialer::Dialer;
 use crate::bench::procfs::{ProcessSample, listen_overflows};
 use crate::bench::report::{IdleReport, ServerCost};
-use crate::bench::{BenchSocket, WsTarget};
+use crate::client::connect::ClientSocket;
 use crate::error::Result;
 use crate::net::addr::HostPort;
 use crate::net::fd_limit::raise_fd_limit;
@@ -56,7 +57,7 @@ pub struct IdlePlan {
 /// A connection being held: raw TCP to an echo server, or a WebSocket.
 enum Held {
     Tcp(TcpStream),
-    Ws(Box<BenchSocket>),
+    Ws(Box<ClientSocket>),
 }
 
 /// Runs the benchmark, showing progress on `bar`.
@@ -167,7 +168,7 @@ async fn check_all<C: Checkable>(connections: Vec<C>) -> Vec<Held> {
 }
 
 /// Sends a ping and waits for its pong.
-async fn check_pong(mut ws: BenchSocket) -> io::Result<BenchSocket> {
+async fn check_pong(mut ws: ClientSocket) -> io::Result<ClientSocket> {
     let exchange = async {
         ws.send(Message::Ping(Vec::new().into()))
             .await

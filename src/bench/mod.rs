@@ -22,9 +22,8 @@ use hdrhistogram::Histogram;
 use rustls::ClientConfig;
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
-use tokio_tungstenite::{Connector, MaybeTlsStream, WebSocketStream};
 
-use crate::client::connect::describe_ws;
+use crate::client::connect::{ClientSocket, describe_ws, open_web_socket};
 
 use echo::Window;
 use procfs::{MachineSample, ProcessSample};
@@ -32,9 +31,6 @@ use report::ServerCost;
 
 /// The slowest latency recorded, in microseconds; anything slower is clamped.
 const MAX_LATENCY_US: u64 = 60_000_000;
-
-/// A benchmark's WebSocket, over TLS or not.
-pub type BenchSocket = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
 /// A WebSocket server to benchmark: its URL and, for `wss://`, which server
 /// certificates to trust.
@@ -56,20 +52,10 @@ impl WsTarget {
         &self,
         stream: TcpStream,
         config: WebSocketConfig,
-    ) -> io::Result<BenchSocket> {
-        let connector = match &self.tls {
-            Some(tls) => Connector::Rustls(Arc::clone(tls)),
-            None => Connector::Plain,
-        };
-        let (ws, _) = tokio_tungstenite::client_async_tls_with_config(
-            self.url.as_str(),
-            stream,
-            Some(config),
-            Some(connector),
-        )
-        .await
-        .map_err(|err| io::Error::other(describe_ws(&err)))?;
-        Ok(ws)
+    ) -> io::Result<ClientSocket> {
+        open_web_socket(&self.url, stream, Some(config), self.tls.clone())
+            .await
+            .map_err(|err| io::Error::other(describe_ws(&err)))
     }
 }
 

@@ -3,12 +3,11 @@
 use anyhow::{Context, bail};
 
 use super::args::{BenchArgs, BenchChatArgs, BenchCommon, BenchEchoArgs, BenchIdleArgs, BenchMode};
-use super::{client_trust, seconds, write_stdout};
+use super::{client_tls, seconds, write_stdout};
 use switchboard::bench::{WsTarget, chat, echo, idle, plot, progress};
 use switchboard::client::connect::{Target, web_socket_endpoint};
 use switchboard::hub::names::RoomName;
 use switchboard::net::addr::HostPort;
-use switchboard::net::tls;
 
 /// Connections one source address should carry at most by default.
 const CONNECTIONS_PER_SOURCE: usize = 5_000;
@@ -77,7 +76,7 @@ async fn run_echo(args: BenchEchoArgs) -> anyhow::Result<()> {
         bail!("--size times --pipeline must be at most {MAX_IN_FLIGHT_BYTES} bytes");
     }
     // Echo servers are raw TCP: TLS flags only earn a warning.
-    client_trust(&args.common.tls, false);
+    client_tls(&args.common.tls, false)?;
     let plan = echo::EchoPlan {
         target: HostPort::parse_remote(&args.addr)?,
         connections: args.conns,
@@ -114,18 +113,10 @@ fn target_and_url(
     common: &BenchCommon,
 ) -> anyhow::Result<(HostPort, Option<WsTarget>)> {
     let target = Target::parse(addr)?;
-    let uses_tls = target.uses_tls();
-    let trust = client_trust(&common.tls, uses_tls);
+    let tls = client_tls(&common.tls, target.uses_tls())?;
     Ok(match target {
         Target::Tcp(target) => (target, None),
-        Target::WebSocket(url) => {
-            let tls = if uses_tls {
-                Some(tls::client_config(&trust)?)
-            } else {
-                None
-            };
-            (web_socket_endpoint(&url)?, Some(WsTarget { url, tls }))
-        }
+        Target::WebSocket(url) => (web_socket_endpoint(&url)?, Some(WsTarget { url, tls })),
     })
 }
 

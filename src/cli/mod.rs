@@ -17,6 +17,7 @@ use tokio_util::sync::CancellationToken;
 
 use args::{Cli, Command, ConnectArgs, EchoArgs, ListenArgs, SendArgs, ServeArgs, TlsClientArgs};
 use metrics_exporter_prometheus::PrometheusBuilder;
+use rustls::ClientConfig;
 use switchboard::client::{connect, send};
 use switchboard::echo::{self, EchoOptions, ReplyStyle};
 use switchboard::hub::names::RoomName;
@@ -27,7 +28,6 @@ use switchboard::net::fd_limit::raise_fd_limit;
 use switchboard::net::listener;
 use switchboard::net::shutdown::run_until_signalled;
 use switchboard::net::tls::{self, Identity, Trust};
-use switchboard::net::websocket;
 use switchboard::server::auth::{Access, Token};
 use switchboard::server::{self, ServeOptions};
 use switchboard::storage::memory::MemoryHistory;
@@ -106,7 +106,6 @@ async fn run_serve(args: ServeArgs) -> anyhow::Result<()> {
         },
         ws: WsConfig {
             max_message: args.max_ws_message,
-            read_buffer: websocket::READ_BUFFER,
             ping_interval: Duration::from_secs(args.ping_interval.max(1)),
             idle_timeout,
             limits,
@@ -268,23 +267,36 @@ pub(crate) fn write_stdout(bytes: &[u8]) -> anyhow::Result<()> {
 async fn run_connect(args: ConnectArgs) -> anyhow::Result<()> {
     let target = connect::Target::parse(&args.target)?;
     // Read a --cacert file now, so a bad one is reported before connecting.
-    let tls = tls::client_config(&client_trust(&args.tls, target.uses_tls()))?;
+    let tls = client_tls(&args.tls, target.uses_tls())?;
     connect::run(&target, tls, tokio::io::stdin(), tokio::io::stdout()).await?;
     Ok(())
 }
 
-/// What a client's TLS flags ask to trust. Without TLS (`ws://`, TCP) they
-/// cannot apply and are ignored with a warning, as curl ignores them for
-/// `http://`, so one command line works against both kinds of server.
-pub(crate) fn client_trust(args: &TlsClientArgs, uses_tls: bool) -> Trust {
-    let (flag, trust) = match (&args.cacert, args.insecure) {
-        (Some(file), _) => ("--cacert", Trust::CaFile(file.clone())),
-        (None, true) => ("--insecure", Trust::Anything),
-        (None, false) => return Trust::BuiltInRoots,
+/// The TLS client configuration a client's flags ask for, when the
+/// connection `uses_tls`. Without TLS (`ws://`, TCP) the flags cannot apply
+/// and are ignored with a warning, as curl ignores them for `http://`, so one
+/// command line works against both kinds of server.
+///
+/// # Errors
+/// A `--cacert` file that cannot be read or holds no usable certificate.
+pub(crate) fn client_tls(
+    args: &TlsClientArgs,
+    uses_tls: bool,
+) -> anyhow::Result<Option<Arc<ClientConfig>>> {
+    let asked = match (&args.cacert, args.insecure) {
+        (Some(file), _) => Some(("--cacert", Trust::CaFile(file.clone()))),
+        (None, true) => Some(("--insecure", Trust::Anything)),
+        (None, false) => None,
     };
-    if uses_tls {
-        return trust;
+    match (uses_tls, asked) {
+        (true, asked) => {
+            let trust = asked.map_or(Trust::BuiltInRoots, |(_, trust)| trust);
+            Ok(Some(tls::client_config(&trust)?))
+        }
+        (false, Some((flag, _))) => {
+            tracing::warn!("{flag} is ignored: only wss:// URLs use TLS");
+            Ok(None)
+        }
+        (false, None) => Ok(None),
     }
-    tracing::warn!("{flag} is ignored: only wss:// URLs use TLS");
-    Trust::BuiltInRoots
 }

@@ -15,9 +15,11 @@ use std::sync::Arc;
 use futures_util::{SinkExt, StreamExt};
 use rustls::ClientConfig;
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
-use tokio_tungstenite::Connector;
+use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::{self, Message};
+use tokio_tungstenite::{Connector, MaybeTlsStream, WebSocketStream};
 
 use crate::error::{Error, Result, describe_io};
 use crate::net::addr::HostPort;
@@ -57,13 +59,42 @@ impl Target {
     }
 }
 
+/// A client's WebSocket, over TLS or not.
+pub type ClientSocket = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+/// Upgrades `stream` to a WebSocket at `url`: with `tls` (a `wss://` URL) the
+/// TLS handshake comes first.
+///
+/// # Errors
+/// The TLS or WebSocket handshake's error.
+pub async fn open_web_socket(
+    url: &str,
+    stream: TcpStream,
+    config: Option<WebSocketConfig>,
+    tls: Option<Arc<ClientConfig>>,
+) -> std::result::Result<ClientSocket, tungstenite::Error> {
+    let connector = match tls {
+        Some(tls) => Connector::Rustls(tls),
+        None => Connector::Plain,
+    };
+    let (ws, _response) =
+        tokio_tungstenite::client_async_tls_with_config(url, stream, config, Some(connector))
+            .await?;
+    Ok(ws)
+}
+
 /// Connects to `target` and pipes `input` to it and its output to `output`
-/// until the server closes; `tls` is used for a `wss://` URL only.
+/// until the server closes; `tls` is for a `wss://` URL.
 ///
 /// # Errors
 /// The reason the connection could not be made or was lost, e.g. a server
 /// certificate that `tls` does not trust.
-pub async fn run<I, O>(target: &Target, tls: Arc<ClientConfig>, input: I, output: O) -> Result<()>
+pub async fn run<I, O>(
+    target: &Target,
+    tls: Option<Arc<ClientConfig>>,
+    input: I,
+    output: O,
+) -> Result<()>
 where
     I: AsyncRead + Unpin,
     O: AsyncWrite + Unpin,
@@ -111,7 +142,7 @@ where
 /// The WebSocket session: input lines out as text messages, messages printed.
 async fn pipe_web_socket<I, O>(
     url: &str,
-    tls: Arc<ClientConfig>,
+    tls: Option<Arc<ClientConfig>>,
     input: I,
     mut output: O,
 ) -> Result<()>
@@ -121,14 +152,12 @@ where
 {
     let endpoint = web_socket_endpoint(url)?;
     let stream = dial::tcp(&endpoint).await?;
-    let connector = Some(Connector::Rustls(tls));
-    let (ws, _response) =
-        tokio_tungstenite::client_async_tls_with_config(url, stream, None, connector)
-            .await
-            .map_err(|err| Error::Connect {
-                addr: url.to_string(),
-                reason: describe_ws(&err),
-            })?;
+    let ws = open_web_socket(url, stream, None, tls)
+        .await
+        .map_err(|err| Error::Connect {
+            addr: url.to_string(),
+            reason: describe_ws(&err),
+        })?;
     let (mut to_server, mut from_server) = ws.split();
     let mut lines = BufReader::new(input).lines();
     let mut reading_input = true;

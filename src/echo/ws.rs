@@ -32,7 +32,7 @@ pub async fn serve_connection(
     shutdown: CancellationToken,
 ) -> Result<()> {
     let max_message = options.web_socket.unwrap_or(DEFAULT_MAX_WS_MESSAGE);
-    let config = websocket::server_config(websocket::READ_BUFFER, max_message);
+    let config = websocket::server_config(max_message);
     let mut ws = tokio::select! {
         _ = shutdown.cancelled() => return Ok(()),
         accepted = websocket::accept(stream, config) => match accepted? {

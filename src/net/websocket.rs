@@ -40,7 +40,7 @@ const WRITE_OUT_TIMEOUT: Duration = Duration::from_secs(1);
 /// WebSockets stay cheap (its default is 128 KiB each). It is filled from the
 /// thread's scratch buffer ([`ScratchReads`]), which takes all the socket has
 /// in one read, so a bigger message costs copies, not system calls.
-pub const READ_BUFFER: usize = 128;
+const READ_BUFFER: usize = 128;
 
 /// How long a client gets to send its request head (SPEC 5.5: within 10 s).
 pub const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
@@ -197,12 +197,12 @@ pub async fn accept(stream: TcpStream, config: WebSocketConfig) -> Result<Option
     Ok(Some(server_socket(upgraded, config).await))
 }
 
-/// A server's WebSocket settings: a `read_buffer` of its own (tungstenite's
+/// A server's WebSocket settings: a [`READ_BUFFER`] of its own (tungstenite's
 /// default is 128 KiB a connection), writes passed straight to the
 /// [`Coalescing`] layer, and messages and frames up to `max_message` bytes.
-pub fn server_config(read_buffer: usize, max_message: usize) -> WebSocketConfig {
+pub fn server_config(max_message: usize) -> WebSocketConfig {
     WebSocketConfig::default()
-        .read_buffer_size(read_buffer)
+        .read_buffer_size(READ_BUFFER)
         .write_buffer_size(0)
         .max_message_size(Some(max_message))
         .max_frame_size(Some(max_message))

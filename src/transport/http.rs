@@ -332,7 +332,7 @@ async fn web_socket(
             Ok(upgraded) => upgraded,
             Err(err) => return tracing::debug!("{peer}: upgrade failed: {err}"),
         };
-        let limits = server_config(config.read_buffer, config.max_message);
+        let limits = server_config(config.max_message);
         let socket = server_socket(upgraded, limits).await;
         let session = ws::serve(socket, peer, hub, config, join);
         sessions.spawn(session);

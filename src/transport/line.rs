@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use bytes::BytesMut;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
-use tokio::time::Instant;
+use tokio::time::{Instant, Sleep};
 use tokio_util::sync::CancellationToken;
 
 use crate::error::Result;
@@ -31,7 +31,6 @@ use crate::net::accept::Peer;
 use crate::protocol::{self, json, line};
 use crate::server::auth::{Access, Need};
 use crate::transport::framing::{Frame, LineFramer};
-use crate::transport::silent_for;
 
 /// How much one read asks for.
 const READ_CHUNK: usize = 4096;
@@ -340,6 +339,19 @@ impl<S: AsyncRead + AsyncWrite + Unpin> LineConnection<S> {
         let _ = tokio::time::timeout(GOODBYE_TIMEOUT, farewell).await;
         Ok(())
     }
+}
+
+/// Whether a connection's idle timer fired after a real silence of `timeout`.
+/// The timer is not moved on every bit of traffic (that would cost a timer
+/// update per message); when it fires early, it is moved to
+/// `last_traffic + timeout` and this says no.
+fn silent_for(timer: Pin<&mut Sleep>, last_traffic: Instant, timeout: Duration) -> bool {
+    let quiet_until = last_traffic + timeout;
+    if Instant::now() < quiet_until {
+        timer.reset(quiet_until);
+        return false;
+    }
+    true
 }
 
 /// What to do with a line sent before the token.

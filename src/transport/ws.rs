@@ -36,8 +36,6 @@ const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
 pub struct WsConfig {
     /// The largest message accepted, in bytes.
     pub max_message: usize,
-    /// Read buffer per connection: small, so idle connections cost little.
-    pub read_buffer: usize,
     /// How often the server pings.
     pub ping_interval: Duration,
     /// Close a connection after this long without traffic.

@@ -11,7 +11,8 @@ use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
-use crate::bench::{BenchSocket, WsTarget};
+use crate::bench::WsTarget;
+use crate::client::connect::ClientSocket;
 
 /// Read buffer of each benchmark WebSocket: the client holds thousands.
 const WS_READ_BUFFER: usize = 4096;
@@ -21,7 +22,7 @@ pub enum Member {
     /// The line protocol (SPEC 5.1).
     Line(BufReader<TcpStream>),
     /// A WebSocket with the JSON protocol (SPEC 5.2).
-    Ws(Box<BenchSocket>),
+    Ws(Box<ClientSocket>),
 }
 
 impl Member {
