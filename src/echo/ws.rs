@@ -5,7 +5,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures_util::{SinkExt, StreamExt};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
@@ -15,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 use crate::echo::reply::ReplyStyle;
 use crate::echo::{DEFAULT_MAX_WS_MESSAGE, EchoOptions};
 use crate::error::{Error, Result};
-use crate::net::websocket::{self, ServerSocket};
+use crate::net::websocket::{self, UpgradedSocket};
 
 /// How long the goodbye close frame may take on shutdown.
 const GOODBYE_TIMEOUT: Duration = Duration::from_secs(1);
@@ -48,7 +47,7 @@ pub async fn serve_connection(
 /// Echoes messages until the peer closes, the first reply is sent (with
 /// `close_after_reply`), or `shutdown` is cancelled.
 async fn echo_messages(
-    ws: &mut ServerSocket,
+    ws: &mut UpgradedSocket,
     options: &EchoOptions,
     shutdown: &CancellationToken,
 ) -> Result<()> {
@@ -90,7 +89,7 @@ fn prefixed(style: &ReplyStyle, payload: &[u8]) -> Bytes {
 }
 
 /// Sends a "going away" close frame, waiting at most [`GOODBYE_TIMEOUT`].
-async fn say_goodbye(ws: &mut ServerSocket) -> Result<()> {
+async fn say_goodbye(ws: &mut UpgradedSocket) -> Result<()> {
     let frame = CloseFrame {
         code: CloseCode::Away,
         reason: "server shutting down".into(),

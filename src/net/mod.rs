@@ -3,11 +3,9 @@
 
 pub mod accept;
 pub mod addr;
-pub mod coalesce;
 pub mod dial;
 pub mod fd_limit;
 pub mod listener;
-pub mod scratch_read;
 pub mod shutdown;
 pub mod tls;
 pub mod websocket;

@@ -333,7 +333,7 @@ async fn web_socket(
             Err(err) => return tracing::debug!("{peer}: upgrade failed: {err}"),
         };
         let limits = server_config(config.max_message);
-        let socket = server_socket(upgraded, limits).await;
+        let socket = server_socket(upgraded, limits);
         let session = ws::serve(socket, peer, hub, config, join);
         sessions.spawn(session);
     };

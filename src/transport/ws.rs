@@ -11,7 +11,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures_util::{SinkExt, StreamExt};
 use serde::Deserialize;
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
@@ -25,7 +24,7 @@ use crate::hub::queue::{Kick, Next};
 use crate::hub::session::{Command, Limits, Request, Session};
 use crate::hub::{ConnectionInfo, Hub, Mailbox, Transport};
 use crate::net::accept::Peer;
-use crate::net::websocket::{self, ServerSocket};
+use crate::net::websocket::{self, UpgradedSocket};
 use crate::protocol::{self, json};
 
 /// How long the closing handshake may take.
@@ -66,7 +65,7 @@ pub struct JoinQuery {
 ///
 /// The future logs the error, if any, that ended the connection.
 pub fn serve(
-    socket: ServerSocket,
+    socket: UpgradedSocket,
     peer: Peer,
     hub: Hub,
     config: Arc<WsConfig>,
@@ -102,7 +101,7 @@ enum Flow {
 
 /// One WebSocket client's state.
 struct WsConnection {
-    socket: ServerSocket,
+    socket: UpgradedSocket,
     session: Session,
     mailbox: Mailbox,
     config: Arc<WsConfig>,
@@ -335,7 +334,7 @@ impl WsConnection {
 /// Feeds `events` to the socket as JSON text messages, without flushing;
 /// the bytes fed.
 async fn feed_all(
-    socket: &mut ServerSocket,
+    socket: &mut UpgradedSocket,
     events: &[Arc<Outgoing>],
 ) -> std::result::Result<usize, WsError> {
     let mut sent = 0;

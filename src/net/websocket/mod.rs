@@ -1,5 +1,5 @@
 //! Accepting WebSocket connections: the HTTP/1.1 upgrade through hyper, the
-//! frames through tungstenite.
+//! frames through tungstenite ([`socket`]).
 //!
 //! Unlike tungstenite's own `accept`, which drops a connection whose request
 //! is not a valid upgrade, this answers every request as RFC 6455 §4.2 asks:
@@ -17,28 +17,28 @@ use hyper::service::service_fn;
 use hyper::upgrade::{OnUpgrade, Upgraded};
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio::sync::oneshot;
-use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
-use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
 use crate::error::{Error, Result};
-use crate::net::coalesce::Coalescing;
-use crate::net::scratch_read::ScratchReads;
 
-/// A server-side WebSocket over an upgraded HTTP connection, its frames
-/// written in batches and its reads landing in the thread's scratch buffer
-/// (so tungstenite's own read buffer can be small).
-pub type ServerSocket = WebSocketStream<Coalescing<ScratchReads<TokioIo<Upgraded>>>>;
+mod scratch_read;
+pub mod socket;
+
+pub use socket::ServerSocket;
+
+/// A server-side WebSocket over an upgraded HTTP connection.
+pub type UpgradedSocket = ServerSocket<TokioIo<Upgraded>>;
 
 /// How long the last bytes of a closing connection may take to go out.
 const WRITE_OUT_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// tungstenite's read buffer per server connection: small, so 10,000 idle
 /// WebSockets stay cheap (its default is 128 KiB each). It is filled from the
-/// thread's scratch buffer ([`ScratchReads`]), which takes all the socket has
+/// thread's scratch buffer ([`scratch_read`]), which takes all the socket has
 /// in one read, so a bigger message costs copies, not system calls.
 const READ_BUFFER: usize = 128;
 
@@ -168,7 +168,7 @@ fn is_handshake_key(key: &[u8]) -> bool {
 /// # Errors
 /// [`Error::WebSocket`] when the HTTP exchange fails (a malformed request, a
 /// request head slower than 10 s).
-pub async fn accept(stream: TcpStream, config: WebSocketConfig) -> Result<Option<ServerSocket>> {
+pub async fn accept(stream: TcpStream, config: WebSocketConfig) -> Result<Option<UpgradedSocket>> {
     let (upgraded_tx, upgraded_rx) = oneshot::channel::<OnUpgrade>();
     let upgraded_tx = Arc::new(Mutex::new(Some(upgraded_tx)));
     let service = service_fn(move |mut request: Request<Incoming>| {
@@ -194,12 +194,12 @@ pub async fn accept(stream: TcpStream, config: WebSocketConfig) -> Result<Option
         return Ok(None);
     };
     let upgraded = on_upgrade.await.map_err(|err| http_error(&err))?;
-    Ok(Some(server_socket(upgraded, config).await))
+    Ok(Some(server_socket(upgraded, config)))
 }
 
 /// A server's WebSocket settings: a [`READ_BUFFER`] of its own (tungstenite's
 /// default is 128 KiB a connection), writes passed straight to the
-/// [`Coalescing`] layer, and messages and frames up to `max_message` bytes.
+/// [`ServerSocket`]'s batch, and messages and frames up to `max_message` bytes.
 pub fn server_config(max_message: usize) -> WebSocketConfig {
     WebSocketConfig::default()
         .read_buffer_size(READ_BUFFER)
@@ -209,19 +209,15 @@ pub fn server_config(max_message: usize) -> WebSocketConfig {
 }
 
 /// The WebSocket over a connection the `101` response has upgraded.
-pub async fn server_socket(upgraded: Upgraded, config: WebSocketConfig) -> ServerSocket {
-    let io = Coalescing::new(ScratchReads::new(TokioIo::new(upgraded)));
-    WebSocketStream::from_raw_socket(io, Role::Server, Some(config)).await
+pub fn server_socket(upgraded: Upgraded, config: WebSocketConfig) -> UpgradedSocket {
+    ServerSocket::new(TokioIo::new(upgraded), config)
 }
 
-/// Writes out what tungstenite last handed to the socket, giving the peer at
-/// most [`WRITE_OUT_TIMEOUT`], then shuts the connection down (over TLS,
-/// with the close_notify a TLS client expects before the end). A server's
-/// reply to a close frame goes to the socket without a flush (tungstenite
-/// then reports the connection closed), so it sits in the [`Coalescing`]
-/// buffer until this is called.
-pub async fn write_out(ws: &mut ServerSocket) {
-    let _ = tokio::time::timeout(WRITE_OUT_TIMEOUT, ws.get_mut().shutdown()).await;
+/// Writes out what is still pending (the reply to a peer's close, say),
+/// giving the peer at most [`WRITE_OUT_TIMEOUT`], then shuts the connection
+/// down.
+pub async fn write_out(ws: &mut UpgradedSocket) {
+    let _ = tokio::time::timeout(WRITE_OUT_TIMEOUT, ws.shutdown()).await;
 }
 
 /// The `101 Switching Protocols` response completing a handshake whose
