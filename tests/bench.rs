@@ -1,11 +1,14 @@
 //! `switchboard bench`: it drives real servers and reports what happened.
 //! These check correctness of the counts, never speed.
 
-use std::process::Output;
+use std::process::{Output, Stdio};
+use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::util::{Server, assert_one_line_error, closed_port, run_switchboard, stdout};
+use crate::util::{
+    Server, assert_one_line_error, closed_port, curl, run_switchboard, stdout, switchboard,
+};
 
 /// Runs `switchboard bench ARGS --json` and parses its one JSON object.
 fn bench_json(args: &[&str]) -> Value {
@@ -196,6 +199,10 @@ fn bad_bench_input_gets_one_error_line() {
             "invalid address 'nowhere'",
         ),
         (
+            vec!["bench", "idle", "127.0.0.1:9", "--message-size", "10"],
+            "--message-size needs a ws:// or wss:// URL",
+        ),
+        (
             vec![
                 "bench",
                 "chat",
@@ -352,4 +359,36 @@ fn idle_mode_holds_websockets_to_the_chat_hub() {
         report["server_bytes_per_connection"].as_f64().is_some(),
         "{report}"
     );
+}
+
+#[test]
+fn idle_mode_sends_each_web_socket_s_message_before_the_hold() {
+    let server = Server::start(&["serve"]);
+    let url = format!("ws://127.0.0.1:{}/ws", server.port);
+    let mut bench = switchboard()
+        .args(["bench", "idle", &url, "--conns", "20", "--hold", "60"])
+        .args(["--message-size", "60000", "--json"])
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("bench starts");
+    // While the bench holds them, the diary shows what each one sent.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (status, body) = curl(&[&server.url("/api/connections")]);
+        assert_eq!(status, 200, "{body}");
+        let diary: Value = serde_json::from_str(&body).expect("JSON diary");
+        let talked = diary
+            .as_array()
+            .expect("an array")
+            .iter()
+            .filter(|c| c["transport"] == "ws" && c["bytes_in"].as_u64() >= Some(60_000))
+            .count();
+        if talked == 20 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{talked} of 20 sent: {body}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    bench.kill().expect("bench stops");
+    bench.wait().expect("bench reaped");
 }

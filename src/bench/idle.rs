@@ -52,6 +52,9 @@ pub struct IdlePlan {
     pub sources: usize,
     /// A WebSocket server to open WebSockets to instead of raw TCP connections.
     pub web_socket: Option<WsTarget>,
+    /// The size of the text message each WebSocket sends before the hold
+    /// (none when 0).
+    pub message_size: usize,
 }
 
 /// A connection being held: raw TCP to an echo server, or a WebSocket.
@@ -80,7 +83,12 @@ pub async fn run(plan: &IdlePlan, bar: &ProgressBar) -> Result<IdleReport> {
         // before its request would be greeted as a line client.
         Some(server) => {
             let handshakes = (0..plan.connections)
-                .map(|index| Handshake(&dialer, index, server))
+                .map(|index| Handshake {
+                    dialer: &dialer,
+                    index,
+                    server,
+                    message_size: plan.message_size,
+                })
                 .collect();
             check_all(handshakes).await
         }
@@ -128,8 +136,15 @@ trait Checkable: Sized {
     async fn check(self) -> io::Result<Held>;
 }
 
-/// Connection number `.1` still to be opened and upgraded to a WebSocket to `.2`.
-struct Handshake<'a>(&'a Dialer, usize, &'a WsTarget);
+/// A connection still to be opened and upgraded to a WebSocket.
+struct Handshake<'a> {
+    dialer: &'a Dialer,
+    /// Which connection it is, to pick its source address.
+    index: usize,
+    server: &'a WsTarget,
+    /// The size of the message to send first (none when 0).
+    message_size: usize,
+}
 
 impl Checkable for Held {
     async fn check(self) -> io::Result<Held> {
@@ -142,17 +157,23 @@ impl Checkable for Held {
 
 impl Checkable for Handshake<'_> {
     async fn check(self) -> io::Result<Held> {
-        let Self(dialer, index, server) = self;
-        let stream = dialer.connect(index).await?;
+        let stream = self.dialer.connect(self.index).await?;
         // Small buffers: the client holds thousands of these.
         let config = WebSocketConfig::default()
             .read_buffer_size(4096)
             .write_buffer_size(0);
-        let ws = tokio::time::timeout(CHECK_TIMEOUT, server.open(stream, config))
+        let mut ws = tokio::time::timeout(CHECK_TIMEOUT, self.server.open(stream, config))
             .await
             .map_err(|_| io::Error::from(io::ErrorKind::TimedOut))??;
+        if self.message_size > 0 {
+            let text = "x".repeat(self.message_size);
+            ws.send(Message::text(text))
+                .await
+                .map_err(io::Error::other)?;
+        }
         // A pong proves the connection is served, whether or not the
-        // server speaks first (a chat hub's welcome, an echo's silence).
+        // server speaks first (a chat hub's welcome, an echo's silence), and
+        // that the message before it was read.
         check_pong(ws).await.map(|ws| Held::Ws(Box::new(ws)))
     }
 }

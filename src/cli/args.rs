@@ -319,6 +319,11 @@ pub struct BenchIdleArgs {
     #[arg(long, default_value_t = 10.0, value_name = "SECONDS")]
     pub hold: f64,
 
+    /// Before the hold, each WebSocket sends one text message of this many
+    /// bytes: what clients that once talked cost while idle (ws:// only).
+    #[arg(long, value_name = "BYTES")]
+    pub message_size: Option<usize>,
+
     /// Options shared with the other modes.
     #[command(flatten)]
     pub common: BenchCommon,

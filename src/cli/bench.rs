@@ -126,9 +126,13 @@ async fn run_idle(args: BenchIdleArgs) -> anyhow::Result<()> {
         bail!("--conns must be at least 1");
     }
     let (target, web_socket) = target_and_url(&args.addr, &args.common)?;
+    if args.message_size.is_some() && web_socket.is_none() {
+        bail!("--message-size needs a ws:// or wss:// URL");
+    }
     let plan = idle::IdlePlan {
         target,
         web_socket,
+        message_size: args.message_size.unwrap_or(0),
         connections: args.conns,
         hold: seconds("hold", args.hold, true)?,
         server_pid: checked_pid(&args.common)?,

@@ -168,31 +168,6 @@ pub struct Mailbox {
     pub events: Inbox,
 }
 
-impl Mailbox {
-    /// The most events a transport writes in one batch.
-    pub const MAX_BATCH: usize = 256;
-
-    /// The connection's byte counters (shared with the hub, for the diary).
-    pub fn traffic(&self) -> &Traffic {
-        self.events.traffic()
-    }
-
-    /// Takes every event still queued: what a connection writes before its
-    /// goodbye when the server stops.
-    pub fn take_remaining(&mut self) -> Vec<Arc<Outgoing>> {
-        let mut remaining = Vec::new();
-        self.events.drain_into(&mut remaining, usize::MAX);
-        remaining
-    }
-
-    /// Moves events already queued onto `events`, until it holds
-    /// [`Self::MAX_BATCH`]: a transport writes them in one go instead of one
-    /// wake-up each.
-    pub fn take_queued(&mut self, events: &mut Vec<Arc<Outgoing>>) {
-        self.events.drain_into(events, Self::MAX_BATCH);
-    }
-}
-
 /// The result of joining a room.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Joined {

@@ -152,6 +152,24 @@ impl Drop for Outbox {
 }
 
 impl Inbox {
+    /// The most events a transport writes in one batch.
+    pub const MAX_BATCH: usize = 256;
+
+    /// Takes every event still queued: what a connection writes before its
+    /// goodbye when the server stops.
+    pub fn take_remaining(&mut self) -> Vec<Arc<Outgoing>> {
+        let mut remaining = Vec::new();
+        self.drain_into(&mut remaining, usize::MAX);
+        remaining
+    }
+
+    /// Moves events already queued onto `events`, until it holds
+    /// [`Self::MAX_BATCH`]: a transport writes them in one go instead of one
+    /// wake-up each.
+    pub fn take_queued(&mut self, events: &mut Vec<Arc<Outgoing>>) {
+        self.drain_into(events, Self::MAX_BATCH);
+    }
+
     /// Waits for the next event, the kick or the end.
     pub async fn next(&mut self) -> Next {
         self.wait_for(Self::try_next).await

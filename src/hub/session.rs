@@ -12,6 +12,7 @@ use std::time::Instant;
 
 use crate::hub::event::{ErrorCode, Event, Outgoing, Reference};
 use crate::hub::names::{NameError, Nick, RoomName};
+use crate::hub::queue::Inbox;
 use crate::hub::rate::TokenBucket;
 use crate::hub::{ConnId, ConnectionInfo, Hub, HubError, Mailbox};
 
@@ -97,21 +98,31 @@ pub struct Session {
 }
 
 impl Session {
-    /// Registers a new connection with `hub`: its session, and the mailbox
+    /// Registers a new connection with `hub`: its session, and the inbox
     /// its events (and the hub's kick) arrive in.
-    pub fn open(hub: Hub, info: ConnectionInfo, limits: Limits) -> (Self, Mailbox) {
+    pub fn open(hub: Hub, info: ConnectionInfo, limits: Limits) -> (Self, Inbox) {
         let fd = info.fd;
-        let mailbox = hub.register(info);
+        let Mailbox { id, nick, events } = hub.register(info);
         let session = Self {
-            id: mailbox.id,
+            id,
             fd,
-            nick: mailbox.nick.clone(),
+            nick,
             rooms: Vec::new(),
             bucket: TokenBucket::new(limits.rate, limits.burst, Instant::now()),
             max_text: limits.max_text,
             hub,
         };
-        (session, mailbox)
+        (session, events)
+    }
+
+    /// The connection's id in the hub.
+    pub fn id(&self) -> ConnId {
+        self.id
+    }
+
+    /// The connection's file descriptor.
+    pub fn fd(&self) -> i32 {
+        self.fd
     }
 
     /// The connection's nick.

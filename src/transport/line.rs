@@ -24,9 +24,9 @@ use tokio_util::sync::CancellationToken;
 use crate::error::Result;
 use crate::hub::event::{ErrorCode, Event, Format, Outgoing};
 use crate::hub::names::RoomName;
-use crate::hub::queue::{Kick, Next};
+use crate::hub::queue::{Inbox, Kick, Next};
 use crate::hub::session::{Command, Limits, Request, Session};
-use crate::hub::{ConnectionInfo, Hub, Mailbox, Transport};
+use crate::hub::{ConnectionInfo, Hub, Transport};
 use crate::net::accept::Peer;
 use crate::protocol::{self, json, line};
 use crate::server::auth::{Access, Need};
@@ -82,8 +82,8 @@ pub async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
     config: Arc<LineConfig>,
 ) -> Result<()> {
     let info = ConnectionInfo::now(peer.fd, peer.addr, Transport::Tcp);
-    let (session, mailbox) = Session::open(hub.clone(), info, config.limits);
-    let id = mailbox.id;
+    let (session, events) = Session::open(hub.clone(), info, config.limits);
+    let id = session.id();
     let connection = LineConnection {
         last_traffic: Instant::now(),
         stream,
@@ -91,7 +91,7 @@ pub async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
         framer: LineFramer::new(config.max_line),
         format: Format::Line,
         session,
-        mailbox,
+        events,
         config,
     };
     let outcome = connection.run().await;
@@ -108,7 +108,7 @@ struct LineConnection<S> {
     framer: LineFramer,
     format: Format,
     session: Session,
-    mailbox: Mailbox,
+    events: Inbox,
     config: Arc<LineConfig>,
 }
 
@@ -133,7 +133,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> LineConnection<S> {
             let wake = tokio::select! {
                 biased;
                 read = read_available(&mut self.stream, &mut self.input) => Wake::Read(read),
-                next = self.mailbox.events.next() => Wake::Hub(next),
+                next = self.events.next() => Wake::Hub(next),
                 () = &mut idle => Wake::Idle,
             };
             let flow = match wake {
@@ -162,7 +162,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> LineConnection<S> {
 
     /// Handles every complete line that `read` bytes completed.
     async fn on_read(&mut self, read: usize) -> Result<Flow> {
-        self.mailbox.traffic().received(read);
+        self.events.traffic().received(read);
         if read == 0 {
             // Half-closed: answer a last unterminated line, then flush what is queued.
             match self.framer.finish(&mut self.input) {
@@ -273,17 +273,17 @@ impl<S: AsyncRead + AsyncWrite + Unpin> LineConnection<S> {
     /// replies and the events it caused arrive in order), in one write, giving
     /// up if the hub kicks the connection meanwhile.
     async fn send(&mut self, mut events: Vec<Arc<Outgoing>>) -> Result<()> {
-        self.mailbox.take_queued(&mut events);
+        self.events.take_queued(&mut events);
         let bytes = self.encode(&events);
         if bytes.is_empty() {
             return Ok(());
         }
         tokio::select! {
             biased;
-            _ = self.mailbox.events.kicked() => Ok(()),
+            _ = self.events.kicked() => Ok(()),
             written = write_all_now(&mut self.stream, &bytes) => {
                 written?;
-                self.mailbox.traffic().sent(bytes.len());
+                self.events.traffic().sent(bytes.len());
                 metrics::counter!("switchboard_events_sent_total", "transport" => "tcp").increment(events.len() as u64);
                 Ok(())
             }
@@ -314,14 +314,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> LineConnection<S> {
         self.session.disconnect();
         let (mut last, notice) = match reason {
             Kick::ServerStopping => (
-                self.mailbox.take_remaining(),
+                self.events.take_remaining(),
                 "server shutting down".to_string(),
             ),
             Kick::TooSlow => (
                 Vec::new(),
                 format!(
                     "disconnected: too slow to keep up ({} events queued)",
-                    self.mailbox.events.capacity()
+                    self.events.capacity()
                 ),
             ),
         };

@@ -25,6 +25,7 @@ use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
 use crate::error::{Error, Result};
 
+mod frames;
 mod scratch_read;
 pub mod socket;
 
