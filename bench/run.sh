@@ -140,6 +140,12 @@ for name in "${CHAT_SERVERS[@]}"; do
   start_server "$name"
   record "$name-ws" idle "ws://127.0.0.1:$PORT/ws" --conns "$IDLE_CONNS" --hold "$IDLE_HOLD"
   stop_server
+  # The same, after each client once sent a 60 KB message: read buffers
+  # that keep the largest message's capacity show here.
+  start_server "$name"
+  record "$name-ws-after-60kB" idle "ws://127.0.0.1:$PORT/ws" --conns "$IDLE_CONNS" \
+    --hold "$IDLE_HOLD" --message-size 60000
+  stop_server
 done
 
 python3 bench/report.py "$RESULTS" \
