@@ -132,6 +132,10 @@ struct Edges {
 
 impl Edges {
     /// Hands a connection to the transport its first bytes call for.
+    ///
+    /// The TLS and HTTP paths are boxed: a future is as big as its biggest
+    /// path, and every idle line client would otherwise pay for theirs
+    /// (measured: the future was 3,528 bytes with them inline).
     async fn dispatch(
         &self,
         stream: TcpStream,
@@ -139,7 +143,7 @@ impl Edges {
         shutdown: CancellationToken,
     ) -> Result<()> {
         match sniff::sniff(&stream, GREETING_SILENCE).await {
-            Kind::Tls => self.serve_tls(stream, peer, shutdown).await,
+            Kind::Tls => Box::pin(self.serve_tls(stream, peer, shutdown)).await,
             kind => self.serve_as(kind, stream, peer, shutdown).await,
         }
     }
@@ -185,15 +189,19 @@ impl Edges {
     {
         match kind {
             Kind::Line => {
-                let Admission::In(input) =
-                    line::authenticate(&mut stream, &self.access, &self.line, &shutdown).await?
-                else {
+                let admission = Box::pin(line::authenticate(
+                    &mut stream,
+                    &self.access,
+                    &self.line,
+                    &shutdown,
+                ));
+                let Admission::In(input) = admission.await? else {
                     return Ok(());
                 };
                 let (hub, config) = (self.hub.clone(), Arc::clone(&self.line));
                 line::serve(stream, input, peer, hub, config).await
             }
-            Kind::Http => http::serve(stream, peer, self.app.clone()).await,
+            Kind::Http => Box::pin(http::serve(stream, peer, self.app.clone())).await,
             Kind::Tls => {
                 tracing::debug!("{peer}: a TLS ClientHello where none belongs");
                 Ok(())
@@ -221,4 +229,28 @@ async fn say_and_close(mut stream: TcpStream, bytes: &[u8]) -> Result<()> {
     };
     let _ = tokio::time::timeout(Duration::from_secs(1), farewell).await;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The size of what `function` returns, without calling it.
+    fn returned_size<F, R>(_function: F) -> usize
+    where
+        F: FnOnce(&'static Edges, TcpStream, Peer, CancellationToken) -> R,
+    {
+        size_of::<R>()
+    }
+
+    /// Every idle line client pays for this future for its whole life. It
+    /// was 3,528 bytes with the TLS and HTTP paths inline (5,212 bytes per
+    /// idle line client, measured; 2,455 after boxing them and slimming the
+    /// line session).
+    #[test]
+    fn an_idle_line_client_does_not_pay_for_the_other_paths() {
+        let size =
+            returned_size(|edges, stream, peer, shutdown| edges.dispatch(stream, peer, shutdown));
+        assert!(size <= 896, "the connection future is {size} bytes");
+    }
 }

@@ -72,18 +72,20 @@ enum Wake {
 /// (too slow, or the server stops). `input` holds bytes already read from it
 /// (after its `/auth` line).
 ///
-/// # Errors
-/// The socket error that ended the connection.
-pub async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
+/// Registers the client before returning the future, so the future holds
+/// only what the connection needs while it lives (every idle client pays
+/// for its future's size).
+///
+/// The future's error is the socket error that ended the connection.
+pub fn serve<S: AsyncRead + AsyncWrite + Unpin>(
     stream: S,
     input: BytesMut,
     peer: Peer,
     hub: Hub,
     config: Arc<LineConfig>,
-) -> Result<()> {
+) -> impl Future<Output = Result<()>> {
     let info = ConnectionInfo::now(peer.fd, peer.addr, Transport::Tcp);
-    let (session, events) = Session::open(hub.clone(), info, config.limits);
-    let id = session.id();
+    let (session, events) = Session::open(hub, info, config.limits);
     let connection = LineConnection {
         last_traffic: Instant::now(),
         stream,
@@ -94,9 +96,7 @@ pub async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
         events,
         config,
     };
-    let outcome = connection.run().await;
-    hub.unregister(id);
-    outcome
+    connection.run()
 }
 
 /// One line client's state.
@@ -113,18 +113,30 @@ struct LineConnection<S> {
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> LineConnection<S> {
-    /// The connection's life: greet, then serve lines and events.
-    async fn run(mut self) -> Result<()> {
-        let mut greeting = vec![Outgoing::new(self.session.welcome())];
-        greeting.extend(self.session.handle(Request {
-            command: Command::Join {
-                room: self.config.default_room.as_str().to_string(),
-                since: None,
-            },
-            reference: None,
-        }));
-        self.send(greeting).await?;
-        if self.on_lines().await? == Flow::Close {
+    /// The connection's life: the conversation, then out of the hub.
+    ///
+    /// Not an `async fn`: its parameters would be stored twice in the future
+    /// (once as arguments, once as locals), and every idle client would pay.
+    #[expect(
+        clippy::manual_async_fn,
+        reason = "an async fn stores its arguments twice"
+    )]
+    fn run(mut self) -> impl Future<Output = Result<()>> {
+        async move {
+            let outcome = self.converse().await;
+            self.session.disconnect();
+            outcome
+        }
+    }
+
+    /// Greets, then serves lines and events until the connection ends.
+    ///
+    /// Only the wait lives in this future; the greeting and each reaction
+    /// are boxed while they run. A future is as big as its biggest state,
+    /// and every idle client pays for that size.
+    async fn converse(&mut self) -> Result<()> {
+        let greeting = Box::pin(self.greet());
+        if greeting.await? == Flow::Close {
             return Ok(());
         }
         let idle = tokio::time::sleep(self.config.idle_timeout);
@@ -136,27 +148,51 @@ impl<S: AsyncRead + AsyncWrite + Unpin> LineConnection<S> {
                 next = self.events.next() => Wake::Hub(next),
                 () = &mut idle => Wake::Idle,
             };
-            let flow = match wake {
-                Wake::Hub(Next::Kicked(reason)) => return self.goodbye(reason).await,
-                Wake::Idle => {
-                    if !silent_for(idle.as_mut(), self.last_traffic, self.config.idle_timeout) {
-                        continue;
-                    }
-                    let seconds = self.config.idle_timeout.as_secs();
-                    let notice = Event::Notice(format!("closing: idle for {seconds} s"));
-                    return self.say_last(&[Outgoing::new(notice)]).await;
-                }
-                Wake::Hub(Next::Closed) => return Ok(()),
-                Wake::Hub(Next::Event(first)) => {
-                    self.send(vec![first]).await?;
-                    Flow::Continue
-                }
-                Wake::Read(read) => self.on_read(read?).await?,
-            };
-            if flow == Flow::Close {
+            let traffic_moved_deadline = matches!(wake, Wake::Idle)
+                && !silent_for(idle.as_mut(), self.last_traffic, self.config.idle_timeout);
+            if traffic_moved_deadline {
+                continue;
+            }
+            let reaction = Box::pin(self.react(wake));
+            if reaction.await? == Flow::Close {
                 return Ok(());
             }
             self.last_traffic = Instant::now();
+        }
+    }
+
+    /// The welcome and the join of the default room, then any lines that
+    /// came with the connection.
+    async fn greet(&mut self) -> Result<Flow> {
+        let mut greeting = vec![Outgoing::new(self.session.welcome())];
+        greeting.extend(self.session.handle(Request {
+            command: Command::Join {
+                room: self.config.default_room.as_str().to_string(),
+                since: None,
+            },
+            reference: None,
+        }));
+        self.send(greeting).await?;
+        self.on_lines().await
+    }
+
+    /// Acts on what woke the connection up.
+    async fn react(&mut self, wake: Wake) -> Result<Flow> {
+        match wake {
+            Wake::Hub(Next::Kicked(reason)) => self.goodbye(reason).await.map(|()| Flow::Close),
+            Wake::Idle => {
+                let seconds = self.config.idle_timeout.as_secs();
+                let notice = Event::Notice(format!("closing: idle for {seconds} s"));
+                self.say_last(&[Outgoing::new(notice)])
+                    .await
+                    .map(|()| Flow::Close)
+            }
+            Wake::Hub(Next::Closed) => Ok(Flow::Close),
+            Wake::Hub(Next::Event(first)) => {
+                self.send(vec![first]).await?;
+                Ok(Flow::Continue)
+            }
+            Wake::Read(read) => self.on_read(read?).await,
         }
     }
 
@@ -310,7 +346,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> LineConnection<S> {
     /// then tells the client why it is being closed: the server is stopping
     /// (after what was queued for it before the stop), or it could not keep
     /// up with its queue.
-    async fn goodbye(mut self, reason: Kick) -> Result<()> {
+    async fn goodbye(&mut self, reason: Kick) -> Result<()> {
         self.session.disconnect();
         let (mut last, notice) = match reason {
             Kick::ServerStopping => (
