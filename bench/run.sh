@@ -138,6 +138,9 @@ for name in "${RAW_SERVERS[@]}"; do
 done
 for name in "${CHAT_SERVERS[@]}"; do
   start_server "$name"
+  record "$name-line" idle "127.0.0.1:$PORT" --conns "$IDLE_CONNS" --hold "$IDLE_HOLD"
+  stop_server
+  start_server "$name"
   record "$name-ws" idle "ws://127.0.0.1:$PORT/ws" --conns "$IDLE_CONNS" --hold "$IDLE_HOLD"
   stop_server
   # The same, after each client once sent a 60 KB message: read buffers

@@ -362,6 +362,18 @@ fn idle_mode_holds_websockets_to_the_chat_hub() {
 }
 
 #[test]
+fn idle_mode_holds_line_clients_of_the_chat_hub() {
+    let server = Server::start(&["serve"]);
+    let pid = server.pid().to_string();
+    let addr = format!("127.0.0.1:{}", server.port);
+    let report = bench_json(&[
+        "bench", "idle", &addr, "--conns", "50", "--hold", "0.2", "--pid", &pid,
+    ]);
+    assert_eq!(report["established"], 50, "{report}");
+    assert_eq!(report["alive_after_hold"], 50, "{report}");
+}
+
+#[test]
 fn idle_mode_sends_each_web_socket_s_message_before_the_hold() {
     let server = Server::start(&["serve"]);
     let url = format!("ws://127.0.0.1:{}/ws", server.port);

@@ -1,9 +1,10 @@
 //! `bench idle`: open many connections, check each is served, hold them quiet,
 //! and report what they cost the server in memory.
 //!
-//! A raw connection sends one newline and waits for it to come back before it
-//! counts as established (a connect completes in the kernel's backlog before
-//! the server accepts); a WebSocket (`ws://` target) completes its handshake
+//! A raw connection sends one line and waits for a line back before it counts
+//! as established (a connect completes in the kernel's backlog before the
+//! server accepts): `/rooms`, which an echo server echoes and a chat hub
+//! answers to the sender alone, so both can be measured; a WebSocket (`ws://` target) completes its handshake
 //! and gets a pong for a ping, before and after the hold.
 //! The server's memory is read after the hold, before the connections are
 //! checked again.
@@ -30,6 +31,10 @@ use crate::net::fd_limit::raise_fd_limit;
 
 /// How long one check may wait for its echo.
 const CHECK_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The line a raw connection is checked with: an echo server sends it back,
+/// a chat hub's line protocol lists its rooms to the sender only.
+const PROBE: &[u8] = b"/rooms\n";
 
 /// How many checks (and the handshakes before them) run at once: few enough
 /// that a connection's first bytes follow its connect well inside the 250 ms
@@ -207,10 +212,12 @@ async fn check_pong(mut ws: ClientSocket) -> io::Result<ClientSocket> {
     Ok(ws)
 }
 
-/// Sends a newline and waits for one to come back.
+/// Sends the [`PROBE`] line and waits for a line back, after dropping what
+/// came before (a chat hub's greeting, the answer to an earlier check).
 async fn check_echo(mut stream: TcpStream) -> io::Result<TcpStream> {
+    discard_unread(&stream)?;
     let exchange = async {
-        stream.write_all(b"\n").await?;
+        stream.write_all(PROBE).await?;
         let mut buf = [0; 256];
         loop {
             let read = stream.read(&mut buf).await?;
@@ -226,4 +233,17 @@ async fn check_echo(mut stream: TcpStream) -> io::Result<TcpStream> {
         .await
         .map_err(|_| io::Error::from(io::ErrorKind::TimedOut))??;
     Ok(stream)
+}
+
+/// Reads and drops whatever has arrived on `stream` so far.
+fn discard_unread(stream: &TcpStream) -> io::Result<()> {
+    let mut buf = [0; 1024];
+    loop {
+        match stream.try_read(&mut buf) {
+            Ok(0) => return Err(io::ErrorKind::UnexpectedEof.into()),
+            Ok(_) => {}
+            Err(err) if err.kind() == io::ErrorKind::WouldBlock => return Ok(()),
+            Err(err) => return Err(err),
+        }
+    }
 }
