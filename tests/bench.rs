@@ -345,16 +345,25 @@ fn chat_mode_refuses_bad_input() {
     assert_one_line_error(&output, "only 0 connections joined #bench");
 }
 
-#[test]
-fn idle_mode_holds_websockets_to_the_chat_hub() {
+/// Holds `conns` idle connections to a fresh chat hub at the target
+/// `target_of(port)` names, asserts every one stayed served, and returns the
+/// report.
+fn hold_idle_on_chat_hub(target_of: impl Fn(u16) -> String, conns: usize) -> Value {
     let server = Server::start(&["serve"]);
     let pid = server.pid().to_string();
-    let url = format!("ws://127.0.0.1:{}/ws", server.port);
+    let target = target_of(server.port);
+    let conns_arg = conns.to_string();
     let report = bench_json(&[
-        "bench", "idle", &url, "--conns", "100", "--hold", "0.2", "--pid", &pid,
+        "bench", "idle", &target, "--conns", &conns_arg, "--hold", "0.2", "--pid", &pid,
     ]);
-    assert_eq!(report["established"], 100, "{report}");
-    assert_eq!(report["alive_after_hold"], 100, "{report}");
+    assert_eq!(report["established"], conns, "{report}");
+    assert_eq!(report["alive_after_hold"], conns, "{report}");
+    report
+}
+
+#[test]
+fn idle_mode_holds_websockets_to_the_chat_hub() {
+    let report = hold_idle_on_chat_hub(|port| format!("ws://127.0.0.1:{port}/ws"), 100);
     assert!(
         report["server_bytes_per_connection"].as_f64().is_some(),
         "{report}"
@@ -363,14 +372,7 @@ fn idle_mode_holds_websockets_to_the_chat_hub() {
 
 #[test]
 fn idle_mode_holds_line_clients_of_the_chat_hub() {
-    let server = Server::start(&["serve"]);
-    let pid = server.pid().to_string();
-    let addr = format!("127.0.0.1:{}", server.port);
-    let report = bench_json(&[
-        "bench", "idle", &addr, "--conns", "50", "--hold", "0.2", "--pid", &pid,
-    ]);
-    assert_eq!(report["established"], 50, "{report}");
-    assert_eq!(report["alive_after_hold"], 50, "{report}");
+    hold_idle_on_chat_hub(|port| format!("127.0.0.1:{port}"), 50);
 }
 
 #[test]

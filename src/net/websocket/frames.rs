@@ -46,8 +46,9 @@ impl FrameTracker {
             self.header[have..have + taken].copy_from_slice(&bytes[..taken]);
             self.header_len += taken as u8;
             bytes = &bytes[taken..];
-            if have + taken == wanted && header_size(&self.header[..wanted]) == Some(wanted) {
-                self.start_frame(wanted);
+            let have = have + taken;
+            if header_size(&self.header[..have]) == Some(have) {
+                self.start_frame(have);
             }
         }
     }

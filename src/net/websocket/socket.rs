@@ -92,9 +92,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> ServerSocket<S> {
     /// The write error of the socket.
     pub async fn flush(&mut self) -> Result<(), WsError> {
         let queued = self.with_protocol(|protocol, io| protocol.flush(io));
-        self.write_pending().await?;
-        self.io.flush().await?;
-        ended_is_fine(queued)
+        self.write_out(queued).await
     }
 
     /// Feeds `message`, then flushes.
@@ -113,9 +111,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> ServerSocket<S> {
     /// The write error of the socket.
     pub async fn close(&mut self, frame: Option<CloseFrame>) -> Result<(), WsError> {
         let queued = self.with_protocol(|protocol, io| protocol.close(io, frame));
-        self.write_pending().await?;
-        self.io.flush().await?;
-        ended_is_fine(queued)
+        self.write_out(queued).await
     }
 
     /// Writes out what is pending, then shuts the connection down (over TLS,
@@ -124,8 +120,16 @@ impl<S: AsyncRead + AsyncWrite + Unpin> ServerSocket<S> {
     /// # Errors
     /// The write error of the socket.
     pub async fn shutdown(&mut self) -> io::Result<()> {
-        poll_fn(|cx| self.poll_write_pending(cx)).await?;
+        self.write_pending().await?;
         self.io.shutdown().await
+    }
+
+    /// Writes out and flushes what tungstenite `queued`, then reports how
+    /// queueing went (the end of the connection being no error).
+    async fn write_out(&mut self, queued: Result<(), WsError>) -> Result<(), WsError> {
+        self.write_pending().await?;
+        self.io.flush().await?;
+        ended_is_fine(queued)
     }
 
     /// Reads the next message, and writes out what tungstenite wrote while
