@@ -57,6 +57,9 @@ CHAT_SERVERS=(switchboard-chat node-chat)
 # Each chat case is a server and a transport; the C reference speaks lines only.
 CHAT_CASES=("switchboard-chat line" "switchboard-chat ws" "node-chat line" "node-chat ws"
   "c-epoll-chat line")
+# Publishers spread evenly over time (a steady stream: one message every
+# 1/RATE s), then in step (all at once each period: bursts a server can batch).
+CHAT_PACINGS=(spread in-step)
 CHAT_SUBSCRIBERS=${BENCH_CHAT_SUBSCRIBERS:-1000}
 CHAT_RATE=${BENCH_CHAT_RATE:-200}
 
@@ -117,18 +120,24 @@ for conns in 1 50 500; do
     echo_case "$conns" "$size" "--prefix=Echo:" "${PREFIX_SERVERS[@]}"
   done
 done
-for _ in $(seq "$ROUNDS"); do
-  for case in "${CHAT_CASES[@]}"; do
-    read -r name transport <<< "$case"
-    start_server "$name"
-    if [ "$transport" = ws ]; then
-      target="ws://127.0.0.1:$PORT/ws" label="$name-ws"
-    else
-      target="127.0.0.1:$PORT" label="$name"
-    fi
-    record "$label" chat "$target" --subscribers "$CHAT_SUBSCRIBERS" --rate "$CHAT_RATE" \
-      --duration "$DURATION" --warmup "$WARMUP"
-    stop_server
+for pacing in "${CHAT_PACINGS[@]}"; do
+  for _ in $(seq "$ROUNDS"); do
+    for case in "${CHAT_CASES[@]}"; do
+      read -r name transport <<< "$case"
+      start_server "$name"
+      if [ "$transport" = ws ]; then
+        target="ws://127.0.0.1:$PORT/ws" label="$name-ws"
+      else
+        target="127.0.0.1:$PORT" label="$name"
+      fi
+      flags=()
+      if [ "$pacing" = in-step ]; then
+        flags=(--in-step) label="$label-in-step"
+      fi
+      record "$label" chat "$target" --subscribers "$CHAT_SUBSCRIBERS" --rate "$CHAT_RATE" \
+        --duration "$DURATION" --warmup "$WARMUP" "${flags[@]}"
+      stop_server
+    done
   done
 done
 for name in "${RAW_SERVERS[@]}"; do

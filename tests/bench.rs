@@ -227,7 +227,8 @@ fn chat_mode_counts_every_delivery_in_order() {
 #[test]
 fn chat_mode_over_websockets_counts_every_delivery_in_order() {
     let server = Server::start(&["serve"]);
-    assert_every_delivery_counted(&server, &format!("ws://{}/ws", server.local()), &[]);
+    let url = format!("ws://{}/ws", server.local());
+    assert_every_delivery_counted(&server, &url, &["--in-step"]);
 }
 
 #[test]
@@ -282,6 +283,7 @@ fn assert_every_delivery_counted(server: &Server, target: &str, extra: &[&str]) 
     args.extend_from_slice(extra);
     let report = bench_json(&args);
     assert_eq!(report["target"], target, "{report}");
+    assert_eq!(report["in_step"], extra.contains(&"--in-step"), "{report}");
     assert_eq!(report["subscribers"], 20, "{report}");
     assert_eq!(
         report["publishers"], 3,

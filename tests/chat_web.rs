@@ -89,6 +89,19 @@ fn every_http_endpoint_answers_as_the_spec_says() {
             "{metric} missing from:\n{metrics}"
         );
     }
+    // alice's /nick, and what she was sent: greeting, ack and curl's message.
+    for (counter, at_least) in [
+        ("switchboard_requests_total{transport=\"tcp\"}", 1.0),
+        ("switchboard_events_sent_total{transport=\"tcp\"}", 3.0),
+    ] {
+        let value = metrics
+            .lines()
+            .find_map(|line| line.strip_prefix(counter)?.trim().parse::<f64>().ok());
+        assert!(
+            value.is_some_and(|value| value >= at_least),
+            "{counter} below {at_least} in:\n{metrics}"
+        );
+    }
 }
 
 #[test]

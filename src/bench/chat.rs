@@ -3,7 +3,8 @@
 //! speaking the JSON protocol when the target is a `ws://` URL.
 //!
 //! N subscribers and P publishers join one room. Publishers send at a set total
-//! rate, spread so none exceeds the server's per-connection limit; each text is
+//! rate, shared so none exceeds the server's per-connection limit and spread
+//! evenly in time (or, with `--in-step`, all at once each period); each text is
 //! `p{publisher}:{seq}:{nanoseconds since start}`, so every subscriber can
 //! measure delivery latency, and count losses and order violations per
 //! publisher, from the text alone. Everything runs on one thread.
@@ -60,6 +61,8 @@ pub struct ChatPlan {
     pub warmup: Duration,
     /// The room, without `#`.
     pub room: String,
+    /// All publishers send at the same instant instead of spread evenly.
+    pub in_step: bool,
     /// The server's process, to measure its CPU per delivery.
     pub server_pid: Option<u32>,
     /// How many loopback source addresses to spread connections over.
@@ -81,6 +84,8 @@ pub struct ChatReport {
     pub publishers: usize,
     /// Messages per second offered.
     pub offered_per_sec: f64,
+    /// Whether the publishers sent in step (bursts) rather than spread evenly.
+    pub in_step: bool,
     /// Length of the measured window, seconds.
     pub seconds: f64,
     /// Messages published in the window.
@@ -111,8 +116,17 @@ impl ChatReport {
     pub fn table(&self) -> String {
         let l = &self.latency;
         let mut out = format!(
-            "bench chat {}: {} subscribers, {} publishers, {:.0} msg/s offered, {:.1} s measured\n",
-            self.target, self.subscribers, self.publishers, self.offered_per_sec, self.seconds
+            "bench chat {}: {} subscribers, {} publishers {}, {:.0} msg/s offered, {:.1} s measured\n",
+            self.target,
+            self.subscribers,
+            self.publishers,
+            if self.in_step {
+                "in step"
+            } else {
+                "spread evenly"
+            },
+            self.offered_per_sec,
+            self.seconds
         );
         out.push_str(&format!(
             "{:>12} {:>13} {:>8} {:>8} {:>8} {:>8} {:>8} {:>6} {:>12} {:>7}\n",
@@ -271,8 +285,13 @@ async fn publish(
     sent: &Sent,
     tally: &Tally,
 ) {
-    let rate = plan.rate / plan.publishers as f64;
-    let mut ticks = tokio::time::interval(Duration::from_secs_f64(1.0 / rate.max(0.001)));
+    let period = Duration::from_secs_f64(plan.publishers as f64 / plan.rate.max(0.001));
+    let phase = if plan.in_step {
+        Duration::ZERO
+    } else {
+        spread(period, index, plan.publishers)
+    };
+    let mut ticks = tokio::time::interval_at(clock + phase, period);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
     let mut seq = 0u64;
     let mut discard = Vec::new();
@@ -304,6 +323,13 @@ async fn publish(
         }
     }
     drain(&mut member, window).await;
+}
+
+/// How far into each `period` publisher `index` of `publishers` sends, so
+/// that together they send one message every `period / publishers` rather
+/// than a burst of all of them at once.
+fn spread(period: Duration, index: usize, publishers: usize) -> Duration {
+    period.mul_f64(index as f64 / publishers.max(1) as f64)
 }
 
 /// Reads and drops until the drain period after the window is over.
@@ -407,6 +433,7 @@ fn summarize(
         subscribers,
         publishers: plan.publishers,
         offered_per_sec: plan.rate,
+        in_step: plan.in_step,
         seconds,
         messages,
         deliveries,
@@ -418,5 +445,19 @@ fn summarize(
         client_cpu_percent: client_cpu_seconds / seconds * 100.0,
         steal_percent,
         server,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn publishers_are_spread_evenly_over_the_period() {
+        let period = Duration::from_millis(70);
+        let offsets: Vec<_> = (0..7).map(|index| spread(period, index, 7)).collect();
+        let expected: Vec<_> = (0..7).map(|n| Duration::from_millis(10 * n)).collect();
+        assert_eq!(offsets, expected);
+        assert_eq!(spread(period, 0, 0), Duration::ZERO);
     }
 }

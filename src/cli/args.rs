@@ -361,6 +361,11 @@ pub struct BenchChatArgs {
     #[arg(long, default_value = "bench")]
     pub room: String,
 
+    /// All publishers send at the same instant each period (a burst of one
+    /// message per publisher) instead of spread evenly over it.
+    #[arg(long)]
+    pub in_step: bool,
+
     /// Options shared with the other modes.
     #[command(flatten)]
     pub common: BenchCommon,

@@ -57,6 +57,7 @@ async fn run_chat(args: BenchChatArgs) -> anyhow::Result<()> {
         duration: seconds("duration", args.duration, false)?,
         warmup: seconds("warmup", args.warmup, true)?,
         room: args.room.trim_start_matches('#').to_string(),
+        in_step: args.in_step,
         server_pid: checked_pid(&args.common)?,
         sources: sources(&args.common, connections),
     };

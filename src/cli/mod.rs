@@ -31,6 +31,7 @@ use switchboard::net::tls::{self, Identity, Trust};
 use switchboard::server::auth::{Access, Token};
 use switchboard::server::{self, ServeOptions};
 use switchboard::storage::memory::MemoryHistory;
+use switchboard::transport::Counters;
 use switchboard::transport::http::HttpConfig;
 use switchboard::transport::line::LineConfig;
 use switchboard::transport::ws::WsConfig;
@@ -103,6 +104,7 @@ async fn run_serve(args: ServeArgs) -> anyhow::Result<()> {
                 ..limits
             },
             default_room: default_room.clone(),
+            counters: Counters::of("tcp"),
         },
         ws: WsConfig {
             max_message: args.max_ws_message,
@@ -110,6 +112,7 @@ async fn run_serve(args: ServeArgs) -> anyhow::Result<()> {
             idle_timeout,
             limits,
             default_room,
+            counters: Counters::of("ws"),
         },
         http: HttpConfig {
             max_body: args.max_body,

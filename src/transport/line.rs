@@ -30,6 +30,7 @@ use crate::hub::{ConnectionInfo, Hub, Transport};
 use crate::net::accept::Peer;
 use crate::protocol::{self, json, line};
 use crate::server::auth::{Access, Need};
+use crate::transport::Counters;
 use crate::transport::framing::{Frame, LineFramer};
 
 /// How much one read asks for.
@@ -52,6 +53,8 @@ pub struct LineConfig {
     pub limits: Limits,
     /// The room every connection joins first.
     pub default_room: RoomName,
+    /// What `/metrics` counts of line clients.
+    pub counters: Counters,
 }
 
 /// Whether to keep the connection open after a line.
@@ -226,7 +229,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> LineConnection<S> {
 
     /// Handles one line (or an over-long one).
     async fn on_frame(&mut self, frame: Frame) -> Result<Flow> {
-        metrics::counter!("switchboard_requests_total", "transport" => "tcp").increment(1);
+        self.config.counters.requests.increment(1);
         let text = match frame {
             Frame::TooLong => Err(Event::error(
                 ErrorCode::TooLong,
@@ -320,7 +323,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> LineConnection<S> {
             written = write_all_now(&mut self.stream, &bytes) => {
                 written?;
                 self.events.traffic().sent(bytes.len());
-                metrics::counter!("switchboard_events_sent_total", "transport" => "tcp").increment(events.len() as u64);
+                self.config.counters.events_sent.increment(events.len() as u64);
                 Ok(())
             }
         }

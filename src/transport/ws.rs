@@ -26,6 +26,7 @@ use crate::hub::{ConnectionInfo, Hub, Transport};
 use crate::net::accept::Peer;
 use crate::net::websocket::{self, UpgradedSocket};
 use crate::protocol::{self, json};
+use crate::transport::Counters;
 
 /// How long the closing handshake may take.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
@@ -43,6 +44,8 @@ pub struct WsConfig {
     pub limits: Limits,
     /// The room joined when the query names none.
     pub default_room: RoomName,
+    /// What `/metrics` counts of WebSocket clients.
+    pub counters: Counters,
 }
 
 /// The join a WebSocket client can ask for in its URL.
@@ -241,7 +244,7 @@ impl WsConnection {
 
     /// Handles one received message; `false` when the client closed.
     async fn on_message(&mut self, message: Message) -> Result<bool> {
-        metrics::counter!("switchboard_requests_total", "transport" => "ws").increment(1);
+        self.config.counters.requests.increment(1);
         self.events.traffic().received(match &message {
             Message::Text(text) => text.len(),
             Message::Binary(data) | Message::Ping(data) | Message::Pong(data) => data.len(),
@@ -287,7 +290,7 @@ impl WsConnection {
             written = write => {
                 let sent = written.map_err(|err| ws_error(&err))?;
                 self.events.traffic().sent(sent);
-                metrics::counter!("switchboard_events_sent_total", "transport" => "ws").increment(events.len() as u64);
+                self.config.counters.events_sent.increment(events.len() as u64);
                 Ok(())
             }
         }
