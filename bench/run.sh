@@ -120,6 +120,14 @@ for conns in 1 50 500; do
     echo_case "$conns" "$size" "--prefix=Echo:" "${PREFIX_SERVERS[@]}"
   done
 done
+# The load client's own capacity: the C server with 8 requests in flight per
+# connection (the cases above keep one in flight).
+for _ in $(seq "$ROUNDS"); do
+  start_server c-epoll
+  record c-epoll-pipeline-8 echo "127.0.0.1:$PORT" --conns 50 --size 64 --pipeline 8 \
+    --duration "$DURATION" --warmup "$WARMUP"
+  stop_server
+done
 for pacing in "${CHAT_PACINGS[@]}"; do
   for _ in $(seq "$ROUNDS"); do
     for case in "${CHAT_CASES[@]}"; do

@@ -155,13 +155,7 @@ impl ChatReport {
             self.errors
         ));
         if let Some(server) = &self.server {
-            let per = server
-                .cpu_us_per_message
-                .map_or_else(|| "n/a".into(), |us| format!("{us:.2} µs"));
-            out.push_str(&format!(
-                "server (pid {}): {:.2} CPU s, {per} CPU per delivery, RSS {} KiB\n",
-                server.pid, server.cpu_seconds, server.rss_kib_after
-            ));
+            out.push_str(&server.line("delivery"));
         }
         out.push_str(&client_line(self.client_cpu_percent, self.steal_percent));
         out
@@ -421,8 +415,7 @@ fn summarize(
     let expected = messages * subscribers as u64;
     let seconds = plan.duration.as_secs_f64();
     if let Some(server) = server.as_mut() {
-        server.cpu_us_per_message =
-            (deliveries > 0).then(|| server.cpu_seconds * 1e6 / deliveries as f64);
+        server.spread_over(deliveries);
     }
     ChatReport {
         mode: "chat",

@@ -227,8 +227,7 @@ fn summarize(
     }
     let seconds = plan.duration.as_secs_f64();
     if let Some(server) = server.as_mut() {
-        server.cpu_us_per_message =
-            (messages > 0).then(|| server.cpu_seconds * 1e6 / messages as f64);
+        server.spread_over(messages);
     }
     let report = EchoReport {
         mode: "echo",

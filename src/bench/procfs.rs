@@ -8,10 +8,20 @@ use std::fs;
 /// A process's CPU time and memory at one moment.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ProcessSample {
-    /// User plus system CPU time, in clock ticks.
-    pub cpu_ticks: u64,
+    /// CPU time so far, in clock ticks.
+    pub cpu: CpuTicks,
     /// Resident memory, in KiB.
     pub rss_kib: u64,
+}
+
+/// A process's CPU time, split where it was spent.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CpuTicks {
+    /// In the program itself (`utime`).
+    pub user: u64,
+    /// In the kernel on its behalf (`stime`): system calls, and for a
+    /// loopback socket the receiving side's network stack too.
+    pub system: u64,
 }
 
 impl ProcessSample {
@@ -20,14 +30,20 @@ impl ProcessSample {
         let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
         let status = fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
         Some(Self {
-            cpu_ticks: parse_cpu_ticks(&stat)?,
+            cpu: parse_cpu_ticks(&stat)?,
             rss_kib: parse_rss_kib(&status)?,
         })
     }
 
-    /// CPU seconds spent between `earlier` and this sample.
+    /// CPU seconds (user and system) spent between `earlier` and this sample.
     pub fn cpu_seconds_since(&self, earlier: &Self) -> f64 {
-        self.cpu_ticks.saturating_sub(earlier.cpu_ticks) as f64 / ticks_per_second()
+        let (now, then) = (self.cpu, earlier.cpu);
+        (now.user + now.system).saturating_sub(then.user + then.system) as f64 / ticks_per_second()
+    }
+
+    /// The part of [`Self::cpu_seconds_since`] spent in the kernel.
+    pub fn system_seconds_since(&self, earlier: &Self) -> f64 {
+        self.cpu.system.saturating_sub(earlier.cpu.system) as f64 / ticks_per_second()
     }
 }
 
@@ -38,15 +54,15 @@ fn ticks_per_second() -> f64 {
     if ticks > 0 { ticks as f64 } else { 100.0 }
 }
 
-/// `utime + stime` from the text of `/proc/PID/stat`.
-pub fn parse_cpu_ticks(stat: &str) -> Option<u64> {
+/// `utime` and `stime` from the text of `/proc/PID/stat`.
+pub fn parse_cpu_ticks(stat: &str) -> Option<CpuTicks> {
     // The command name (field 2) may hold spaces and parentheses: skip past its last ')'.
     let after_name = &stat[stat.rfind(')')? + 1..];
     let mut fields = after_name.split_whitespace();
     // After the name come state (field 3) … utime is field 14, stime field 15.
-    let utime: u64 = fields.nth(11)?.parse().ok()?;
-    let stime: u64 = fields.next()?.parse().ok()?;
-    Some(utime + stime)
+    let user = fields.nth(11)?.parse().ok()?;
+    let system = fields.next()?.parse().ok()?;
+    Some(CpuTicks { user, system })
 }
 
 /// `VmRSS` in KiB from the text of `/proc/PID/status`.
@@ -129,7 +145,11 @@ mod tests {
     #[test]
     fn cpu_ticks_survive_odd_command_names() {
         let stat = "4242 (my (odd) srv) S 1 4242 4242 0 -1 4194560 180 0 0 0 1234 567 0 0 20 0 3 0";
-        assert_eq!(parse_cpu_ticks(stat), Some(1234 + 567));
+        let ticks = CpuTicks {
+            user: 1234,
+            system: 567,
+        };
+        assert_eq!(parse_cpu_ticks(stat), Some(ticks));
         assert_eq!(parse_cpu_ticks("garbage"), None);
     }
 

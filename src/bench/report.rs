@@ -42,8 +42,13 @@ pub struct ServerCost {
     pub pid: u32,
     /// CPU seconds (user + system) the server used in the window.
     pub cpu_seconds: f64,
-    /// CPU microseconds per message (echo) or per connection held (idle).
+    /// The part of `cpu_seconds` spent in the kernel.
+    pub system_cpu_seconds: f64,
+    /// CPU microseconds per message (echo) or per delivery (chat).
     pub cpu_us_per_message: Option<f64>,
+    /// The part of `cpu_us_per_message` spent in the kernel: on loopback
+    /// mostly the TCP path of each write, which no server can avoid.
+    pub kernel_us_per_message: Option<f64>,
     /// Resident memory at the start, KiB.
     pub rss_kib_before: u64,
     /// Resident memory at the end, KiB.
@@ -61,10 +66,34 @@ impl ServerCost {
         Some(Self {
             pid,
             cpu_seconds: after.cpu_seconds_since(&before),
+            system_cpu_seconds: after.system_seconds_since(&before),
             cpu_us_per_message: None,
+            kernel_us_per_message: None,
             rss_kib_before: before.rss_kib,
             rss_kib_after: after.rss_kib,
         })
+    }
+
+    /// Shares the window's CPU time out over the `count` messages (or
+    /// deliveries) it carried.
+    pub fn spread_over(&mut self, count: u64) {
+        let per = |seconds: f64| (count > 0).then(|| seconds * 1e6 / count as f64);
+        self.cpu_us_per_message = per(self.cpu_seconds);
+        self.kernel_us_per_message = per(self.system_cpu_seconds);
+    }
+
+    /// One line for the table: `unit` is what a message is called.
+    pub fn line(&self, unit: &str) -> String {
+        let per = match (self.cpu_us_per_message, self.kernel_us_per_message) {
+            (Some(all), Some(kernel)) => {
+                format!("{all:.2} µs CPU per {unit} ({kernel:.2} µs in the kernel)")
+            }
+            _ => format!("n/a CPU per {unit}"),
+        };
+        format!(
+            "server (pid {}): {:.2} CPU s, {per}, RSS {} KiB\n",
+            self.pid, self.cpu_seconds, self.rss_kib_after
+        )
     }
 }
 
@@ -142,14 +171,7 @@ impl EchoReport {
             self.errors
         );
         if let Some(server) = &self.server {
-            let per_message = server
-                .cpu_us_per_message
-                .map_or_else(|| "n/a".to_string(), |us| format!("{us:.2} µs"));
-            let _ = writeln!(
-                out,
-                "server (pid {}): {:.2} CPU s, {per_message} CPU per message, RSS {} KiB",
-                server.pid, server.cpu_seconds, server.rss_kib_after
-            );
+            out.push_str(&server.line("message"));
         }
         out.push_str(&client_line(self.client_cpu_percent, self.steal_percent));
         out
