@@ -288,7 +288,6 @@ async fn publish(
     let mut ticks = tokio::time::interval_at(clock + phase, period);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
     let mut seq = 0u64;
-    let mut discard = Vec::new();
     loop {
         tokio::select! {
             now = ticks.tick() => {
@@ -307,8 +306,8 @@ async fn publish(
                     range.1 = seq;
                 }
             }
-            read = member.receive(&mut discard) => {
-                discard.clear();
+            read = member.receive() => {
+                member.discard_received();
                 if !matches!(read, Ok(true)) {
                     tally.errors.set(tally.errors.get() + 1);
                     return;
@@ -328,13 +327,12 @@ fn spread(period: Duration, index: usize, publishers: usize) -> Duration {
 
 /// Reads and drops until the drain period after the window is over.
 async fn drain(member: &mut Member, window: Window) {
-    let mut discard = Vec::new();
     let deadline = tokio::time::sleep_until(window.end + DRAIN);
     tokio::pin!(deadline);
     loop {
-        discard.clear();
+        member.discard_received();
         tokio::select! {
-            read = member.receive(&mut discard) => {
+            read = member.receive() => {
                 if !matches!(read, Ok(true)) {
                     return;
                 }
@@ -354,40 +352,41 @@ async fn subscribe(
     tally: &Tally,
 ) {
     let mut last_seq = vec![0u64; publishers];
-    let mut line = Vec::with_capacity(256);
     // One deadline for the task's life, not a timer per read.
     let deadline = tokio::time::sleep_until(window.end + DRAIN);
     tokio::pin!(deadline);
     loop {
-        line.clear();
         let read = tokio::select! {
             biased;
-            read = member.receive(&mut line) => read,
+            read = member.receive() => read,
             () = &mut deadline => return,
         };
         if !matches!(read, Ok(true)) {
             tally.errors.set(tally.errors.get() + 1);
             return;
         }
-        let Some((publisher, seq, sent_ns)) = member.delivery(&line) else {
-            continue;
-        };
-        let Some(last) = last_seq.get_mut(publisher) else {
-            continue;
-        };
-        if seq <= *last {
-            tally.out_of_order.set(tally.out_of_order.get() + 1);
-        }
-        *last = (*last).max(seq);
-        let sent_at = clock + Duration::from_nanos(sent_ns);
-        if sent_at >= window.start && sent_at < window.end {
-            let micros = u64::try_from(sent_at.elapsed().as_micros()).unwrap_or(u64::MAX);
-            tally
-                .latencies
-                .borrow_mut()
-                .saturating_record(micros.max(1));
-            tally.deliveries.set(tally.deliveries.get() + 1);
-        }
+        // Everything taken from one read arrived at the same moment.
+        let arrived = Instant::now();
+        let mut latencies = tally.latencies.borrow_mut();
+        member.take_deliveries(|delivery| {
+            let Some((publisher, seq, sent_ns)) = delivery else {
+                return;
+            };
+            let Some(last) = last_seq.get_mut(publisher) else {
+                return;
+            };
+            if seq <= *last {
+                tally.out_of_order.set(tally.out_of_order.get() + 1);
+            }
+            *last = (*last).max(seq);
+            let sent_at = clock + Duration::from_nanos(sent_ns);
+            if sent_at >= window.start && sent_at < window.end {
+                let latency = arrived.saturating_duration_since(sent_at);
+                let micros = u64::try_from(latency.as_micros()).unwrap_or(u64::MAX);
+                latencies.saturating_record(micros.max(1));
+                tally.deliveries.set(tally.deliveries.get() + 1);
+            }
+        });
     }
 }
 
