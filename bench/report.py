@@ -255,10 +255,6 @@ def targets(echo, chat, idle):
     return "\n".join(["| target | measured | |", "|---|---|---|", *rows])
 
 
-def core_share(result, cpu_seconds):
-    return f"{cpu_seconds / result['seconds'] * 100:.0f} %"
-
-
 def client_capacity(echo):
     """What the load client does on its own thread, against the C server."""
     one, many = echo.get(("c-epoll", 50, 64)), echo.get((PIPELINED, 50, 64))
@@ -269,7 +265,7 @@ def client_capacity(echo):
         f"{many['messages_per_sec']:,.0f} messages/s with 8 requests in flight per connection "
         f"(`--pipeline 8`; client at {many['client_cpu_percent']:.0f} % of its core). "
         f"With one in flight, as in the tables above, it was {one['messages_per_sec']:,.0f} messages/s, with the server at "
-        f"{core_share(one, one['server']['cpu_seconds'])} of its core and the client at "
+        f"{one['server']['cpu_seconds'] / one['seconds'] * 100:.0f} % of its core and the client at "
         f"{one['client_cpu_percent']:.0f} %: each exchange costs both ends a loopback send and receive "
         f"in the kernel, so both are near a full core and messages/s is set by whichever is slower. "
         f"Server CPU per message does not depend on that."

@@ -4,8 +4,9 @@
 //! A raw connection sends one line and waits for a line back before it counts
 //! as established (a connect completes in the kernel's backlog before the
 //! server accepts): `/rooms`, which an echo server echoes and a chat hub
-//! answers to the sender alone, so both can be measured; a WebSocket (`ws://` target) completes its handshake
-//! and gets a pong for a ping, before and after the hold.
+//! answers to the sender alone, so both can be measured. A WebSocket
+//! (`ws://` target) completes its handshake and gets a pong for a ping,
+//! before and after the hold.
 //! The server's memory is read after the hold, before the connections are
 //! checked again.
 

@@ -24,6 +24,13 @@ pub struct CpuTicks {
     pub system: u64,
 }
 
+impl CpuTicks {
+    /// User and system time together.
+    pub fn total(&self) -> u64 {
+        self.user + self.system
+    }
+}
+
 impl ProcessSample {
     /// Samples process `pid` (`"self"` works too); `None` if it is gone.
     pub fn take(pid: &str) -> Option<Self> {
@@ -37,8 +44,7 @@ impl ProcessSample {
 
     /// CPU seconds (user and system) spent between `earlier` and this sample.
     pub fn cpu_seconds_since(&self, earlier: &Self) -> f64 {
-        let (now, then) = (self.cpu, earlier.cpu);
-        (now.user + now.system).saturating_sub(then.user + then.system) as f64 / ticks_per_second()
+        self.cpu.total().saturating_sub(earlier.cpu.total()) as f64 / ticks_per_second()
     }
 
     /// The part of [`Self::cpu_seconds_since`] spent in the kernel.

@@ -212,7 +212,7 @@ impl Inbox {
     }
 
     /// Moves queued events onto `events` until it holds `max`.
-    pub fn drain_into(&mut self, events: &mut Vec<Arc<Outgoing>>, max: usize) {
+    fn drain_into(&mut self, events: &mut Vec<Arc<Outgoing>>, max: usize) {
         let mut state = self.queue.state();
         let take = max.saturating_sub(events.len()).min(state.events.len());
         events.extend(state.events.drain(..take));

@@ -115,11 +115,6 @@ impl Session {
         (session, events)
     }
 
-    /// The connection's id in the hub.
-    pub fn id(&self) -> ConnId {
-        self.id
-    }
-
     /// The connection's file descriptor.
     pub fn fd(&self) -> i32 {
         self.fd
