@@ -9,15 +9,17 @@
 //! to accept and dispatch connections. The
 //! binary (`src/main.rs`, `src/cli/`) only parses arguments and calls these.
 
+pub mod auth;
 pub mod bench;
 pub mod client;
 pub mod echo;
 pub mod error;
 pub mod hub;
+pub mod log;
+pub mod model;
 pub mod net;
 pub mod protocol;
 pub mod server;
-pub mod storage;
 pub mod transport;
 
 pub use error::{Error, Result};

@@ -63,7 +63,8 @@ pub struct ServeArgs {
     #[arg(long, default_value_t = 8192, value_name = "BYTES")]
     pub max_line: usize,
 
-    /// Messages a connection may send per second on average.
+    /// Messages a connection may send per second on average; 0 turns the
+    /// limit off (for benchmarks).
     #[arg(long, default_value_t = 20.0)]
     pub rate: f64,
 

@@ -6,7 +6,7 @@ use super::args::{BenchArgs, BenchChatArgs, BenchCommon, BenchEchoArgs, BenchIdl
 use super::{client_tls, seconds, write_stdout};
 use switchboard::bench::{WsTarget, chat, echo, idle, plot, progress};
 use switchboard::client::connect::{Target, web_socket_endpoint};
-use switchboard::hub::names::RoomName;
+use switchboard::model::names::RoomName;
 use switchboard::net::addr::HostPort;
 
 /// Connections one source address should carry at most by default.

@@ -18,19 +18,20 @@ use tokio_util::sync::CancellationToken;
 use args::{Cli, Command, ConnectArgs, EchoArgs, ListenArgs, SendArgs, ServeArgs, TlsClientArgs};
 use metrics_exporter_prometheus::PrometheusBuilder;
 use rustls::ClientConfig;
+use switchboard::auth::{Access, Token};
 use switchboard::client::{connect, send};
 use switchboard::echo::{self, EchoOptions, ReplyStyle};
-use switchboard::hub::names::RoomName;
 use switchboard::hub::session::Limits;
 use switchboard::hub::{Hub, HubConfig};
+use switchboard::log::memory::MemoryLog;
+use switchboard::log::{MessageLog, Retention};
+use switchboard::model::names::RoomName;
 use switchboard::net::addr::HostPort;
 use switchboard::net::fd_limit::raise_fd_limit;
 use switchboard::net::listener;
 use switchboard::net::shutdown::run_until_signalled;
 use switchboard::net::tls::{self, Identity, Trust};
-use switchboard::server::auth::{Access, Token};
 use switchboard::server::{self, ServeOptions};
-use switchboard::storage::memory::MemoryHistory;
 use switchboard::transport::Counters;
 use switchboard::transport::http::HttpConfig;
 use switchboard::transport::line::LineConfig;
@@ -53,13 +54,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
 
 /// `switchboard serve`.
 async fn run_serve(args: ServeArgs) -> anyhow::Result<()> {
-    if args.rate.is_nan()
-        || args.rate <= 0.0
-        || args.burst == 0
-        || args.queue == 0
-        || args.max_connections == 0
-    {
-        bail!("--rate, --burst, --queue and --max-connections must be positive");
+    if args.rate.is_nan() || args.rate < 0.0 {
+        bail!("--rate must be 0 (no limit) or a positive number of messages per second");
+    }
+    if args.burst == 0 || args.queue == 0 || args.max_connections == 0 {
+        bail!("--burst, --queue and --max-connections must be positive");
     }
     if args.max_line < 64 || args.max_ws_message < 64 || args.max_body < 64 {
         bail!("--max-line, --max-ws-message and --max-body must be at least 64 bytes");
@@ -76,14 +75,18 @@ async fn run_serve(args: ServeArgs) -> anyhow::Result<()> {
         }
     }
     let spec = listen_spec(&args.listen, server::DEFAULT_PORT)?;
-    let history = Arc::new(MemoryHistory::new(args.history_per_room));
-    let hub = Hub::new(
-        history,
+    let log: Arc<dyn MessageLog> = Arc::new(MemoryLog::new(Retention {
+        keep_messages: Some(args.history_per_room as u64),
+        keep_for: None,
+    }));
+    let hub = Hub::open(
+        log,
         HubConfig {
             presence_limit: args.presence_limit,
             queue: args.queue,
         },
-    );
+    )
+    .await?;
     let idle_timeout = Duration::from_secs(args.idle_timeout.max(1));
     let default_room = RoomName::parse("lobby").expect("a valid room name");
     let limits = Limits {

@@ -5,42 +5,11 @@
 //! per wire format (line, JSON) no matter how many members receive it.
 
 use std::sync::{Arc, OnceLock};
-use std::time::SystemTime;
 
 use bytes::Bytes;
 use serde_json::Value;
 
-use crate::hub::names::{Nick, RoomName};
-
-/// A message said in a room.
-#[derive(Clone, Debug, PartialEq)]
-pub struct ChatMessage {
-    /// The room it was said in.
-    pub room: RoomName,
-    /// Its id: strictly growing within the room.
-    pub id: u64,
-    /// Who said it.
-    pub from: Nick,
-    /// What was said.
-    pub text: Arc<str>,
-    /// When the hub accepted it.
-    pub ts: SystemTime,
-}
-
-/// A direct message from one user to another.
-#[derive(Clone, Debug, PartialEq)]
-pub struct DirectMessage {
-    /// Its id: strictly growing across all direct messages.
-    pub id: u64,
-    /// The sender.
-    pub from: Nick,
-    /// The recipient.
-    pub to: Nick,
-    /// What was said.
-    pub text: Arc<str>,
-    /// When the hub accepted it.
-    pub ts: SystemTime,
-}
+use crate::model::{ChatMessage, DirectMessage, Nick, RoomName};
 
 /// The client's own request tag, echoed in the reply it causes (JSON `ref`).
 pub type Reference = Option<Value>;
@@ -161,7 +130,10 @@ pub enum ErrorCode {
     EmptyText,
     /// A token is required first.
     Unauthorized,
-    /// The server could not do it (storage failed, …).
+    /// The message log could not store or read it now (disk full, …):
+    /// nothing was stored, try again.
+    Unavailable,
+    /// The server could not do it.
     Internal,
 }
 
@@ -184,6 +156,7 @@ impl ErrorCode {
             Self::NotUtf8 => "not_utf8",
             Self::EmptyText => "empty_text",
             Self::Unauthorized => "unauthorized",
+            Self::Unavailable => "unavailable",
             Self::Internal => "internal",
         }
     }

@@ -13,7 +13,7 @@
 use std::collections::VecDeque;
 use std::future::poll_fn;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::task::Poll;
+use std::task::{Poll, Waker};
 
 use futures_util::task::AtomicWaker;
 
@@ -105,11 +105,13 @@ impl Outbox {
         &self.queue.traffic
     }
 
-    /// Queues `event` and wakes the connection; a kicked connection gets nothing more.
+    /// Queues `event`; the connection's task is added to `wakeups`, to be
+    /// woken once the caller has let go of its locks. A kicked connection
+    /// gets nothing more.
     ///
     /// # Errors
     /// [`Full`] when `capacity` events are already waiting.
-    pub fn push(&self, event: Arc<Outgoing>) -> Result<(), Full> {
+    pub fn push(&self, event: Arc<Outgoing>, wakeups: &mut Wakeups) -> Result<(), Full> {
         {
             let mut state = self.queue.state();
             if state.kicked.is_some() {
@@ -120,7 +122,7 @@ impl Outbox {
             }
             state.events.push_back(event);
         }
-        self.queue.waker.wake();
+        wakeups.add(&self.queue.waker);
         Ok(())
     }
 
@@ -128,7 +130,7 @@ impl Outbox {
     /// any queued event. A slow connection's queue is let go at once; a
     /// stopping server's is kept, for the task to write out before its
     /// goodbye. `false` when it was kicked already.
-    pub fn kick(&self, reason: Kick) -> bool {
+    pub fn kick(&self, reason: Kick, wakeups: &mut Wakeups) -> bool {
         {
             let mut state = self.queue.state();
             if state.kicked.is_some() {
@@ -139,8 +141,32 @@ impl Outbox {
                 state.events = VecDeque::new();
             }
         }
-        self.queue.waker.wake();
+        wakeups.add(&self.queue.waker);
         true
+    }
+}
+
+/// Connection tasks to wake, collected while the hub's lock is held and
+/// woken when this is dropped: a task woken under the lock could run on the
+/// other core straight into it. Declare it before the lock's guard, so it is
+/// dropped (and wakes) after the guard.
+#[derive(Debug, Default)]
+pub struct Wakeups(Vec<Waker>);
+
+impl Wakeups {
+    /// Takes the task registered in `waker`, if it waits.
+    fn add(&mut self, waker: &AtomicWaker) {
+        if let Some(task) = waker.take() {
+            self.0.push(task);
+        }
+    }
+}
+
+impl Drop for Wakeups {
+    fn drop(&mut self) {
+        for task in self.0.drain(..) {
+            task.wake();
+        }
     }
 }
 
@@ -243,6 +269,16 @@ mod tests {
     use super::*;
     use crate::hub::event::Event;
 
+    impl Outbox {
+        fn push_now(&self, event: Arc<Outgoing>) -> Result<(), Full> {
+            self.push(event, &mut Wakeups::default())
+        }
+
+        fn kick_now(&self, reason: Kick) -> bool {
+            self.kick(reason, &mut Wakeups::default())
+        }
+    }
+
     fn queued(inbox: &Inbox) -> usize {
         inbox.queue.state().events.len()
     }
@@ -268,9 +304,9 @@ mod tests {
     #[tokio::test]
     async fn events_arrive_in_order_and_the_queue_is_bounded() {
         let (outbox, mut inbox) = bounded(2);
-        assert_eq!(outbox.push(notice("a")), Ok(()));
-        assert_eq!(outbox.push(notice("b")), Ok(()));
-        assert_eq!(outbox.push(notice("c")), Err(Full));
+        assert_eq!(outbox.push_now(notice("a")), Ok(()));
+        assert_eq!(outbox.push_now(notice("b")), Ok(()));
+        assert_eq!(outbox.push_now(notice("c")), Err(Full));
         assert_eq!(queued(&inbox), 2);
         assert_eq!(next_event(&mut inbox).await, "a");
         let mut batch = Vec::new();
@@ -288,7 +324,7 @@ mod tests {
             (first, matches!(inbox.next().await, Next::Closed))
         });
         tokio::task::yield_now().await;
-        outbox.push(notice("late")).unwrap();
+        outbox.push_now(notice("late")).unwrap();
         drop(outbox);
         assert_eq!(receiver.await.unwrap(), ("late".into(), true));
     }
@@ -296,17 +332,20 @@ mod tests {
     #[tokio::test]
     async fn a_kick_comes_before_queued_events_and_stops_further_ones() {
         let (outbox, inbox) = bounded(4);
-        outbox.push(notice("queued")).unwrap();
+        outbox.push_now(notice("queued")).unwrap();
         let waiting = tokio::spawn(async move {
             let reason = inbox.kicked().await;
             (reason, inbox)
         });
         tokio::task::yield_now().await;
-        assert!(outbox.kick(Kick::TooSlow));
-        assert!(!outbox.kick(Kick::ServerStopping), "the first reason stays");
+        assert!(outbox.kick_now(Kick::TooSlow));
+        assert!(
+            !outbox.kick_now(Kick::ServerStopping),
+            "the first reason stays"
+        );
         let (reason, mut inbox) = waiting.await.unwrap();
         assert_eq!(reason, Kick::TooSlow);
-        assert_eq!(outbox.push(notice("after")), Ok(()));
+        assert_eq!(outbox.push_now(notice("after")), Ok(()));
         assert_eq!(queued(&inbox), 0, "nothing is queued once kicked");
         assert!(matches!(inbox.next().await, Next::Kicked(Kick::TooSlow)));
     }
@@ -314,8 +353,8 @@ mod tests {
     #[tokio::test]
     async fn a_stopping_server_keeps_what_was_queued_for_the_goodbye() {
         let (outbox, mut inbox) = bounded(4);
-        outbox.push(notice("said before the stop")).unwrap();
-        assert!(outbox.kick(Kick::ServerStopping));
+        outbox.push_now(notice("said before the stop")).unwrap();
+        assert!(outbox.kick_now(Kick::ServerStopping));
         assert!(matches!(
             inbox.next().await,
             Next::Kicked(Kick::ServerStopping)
@@ -332,7 +371,7 @@ mod tests {
     fn a_batch_stops_at_its_limit() {
         let (outbox, mut inbox) = bounded(8);
         for n in 0..5 {
-            outbox.push(notice(&n.to_string())).unwrap();
+            outbox.push_now(notice(&n.to_string())).unwrap();
         }
         let mut batch = vec![notice("already")];
         inbox.drain_into(&mut batch, 3);

@@ -3,24 +3,30 @@
 //! here, so the line and JSON protocols behave the same.
 //!
 //! [`Session::handle`] returns the direct replies (acks, errors, `who`,
-//! history). The transport writes them before anything queued to the
-//! connection afterwards: that is what makes `join` with `since` replay stored
-//! messages first and live ones after, with no gap and nothing twice.
+//! history) once the hub has an answer: a message's ack comes after the log
+//! committed it. The transport writes the replies, then the stored messages
+//! a `join` with `since` replays ([`Session::replay_page`], a page at a
+//! time), and only then anything queued to the connection: stored messages
+//! first and live ones after, with no gap and nothing twice.
 
 use std::sync::Arc;
 use std::time::Instant;
 
 use crate::hub::event::{ErrorCode, Event, Outgoing, Reference};
-use crate::hub::names::{NameError, Nick, RoomName};
 use crate::hub::queue::Inbox;
 use crate::hub::rate::TokenBucket;
 use crate::hub::{ConnId, ConnectionInfo, Hub, HubError, Mailbox};
+use crate::log::Query;
+use crate::model::names::{NameError, Nick, RoomName};
 
 /// The most messages one history request returns.
 pub const MAX_HISTORY: usize = 1000;
 
 /// How many messages a history request returns when it does not say.
 pub const DEFAULT_HISTORY: usize = 50;
+
+/// How many stored messages a replay reads and writes at a time.
+pub const REPLAY_PAGE: usize = 256;
 
 /// What a client asks of the hub.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -77,7 +83,7 @@ pub struct Request {
 /// Per-connection limits.
 #[derive(Clone, Copy, Debug)]
 pub struct Limits {
-    /// Messages per second allowed on average.
+    /// Messages per second allowed on average; 0 turns the limit off.
     pub rate: f64,
     /// Messages allowed in a burst.
     pub burst: u32,
@@ -93,8 +99,19 @@ pub struct Session {
     nick: Nick,
     /// Rooms in the order joined; the last is where plain lines go.
     rooms: Vec<RoomName>,
-    bucket: TokenBucket,
+    bucket: Option<TokenBucket>,
     max_text: usize,
+    /// Stored messages a `join` with `since` still has to replay.
+    replay: Option<Replay>,
+}
+
+/// The part of a room's history a `join` with `since` replays: the ids in
+/// `(after, up_to]`, `up_to` being the last id delivered when it joined.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Replay {
+    room: RoomName,
+    after: u64,
+    up_to: u64,
 }
 
 impl Session {
@@ -108,8 +125,10 @@ impl Session {
             fd,
             nick,
             rooms: Vec::new(),
-            bucket: TokenBucket::new(limits.rate, limits.burst, Instant::now()),
+            bucket: (limits.rate > 0.0)
+                .then(|| TokenBucket::new(limits.rate, limits.burst, Instant::now())),
             max_text: limits.max_text,
+            replay: None,
             hub,
         };
         (session, events)
@@ -146,30 +165,32 @@ impl Session {
 
     /// Counts one input against the rate limit; the error to send when it is over.
     pub fn admit(&mut self, reference: &Reference) -> Option<Event> {
-        if self.bucket.try_take(Instant::now()) {
+        let bucket = self.bucket.as_mut()?;
+        if bucket.try_take(Instant::now()) {
             return None;
         }
         Some(Event::error(
             ErrorCode::RateLimited,
             format!(
                 "slow down: try again in {} ms",
-                self.bucket.wait().as_millis().max(1)
+                bucket.wait().as_millis().max(1)
             ),
             reference.clone(),
         ))
     }
 
     /// Carries out `request` and returns the direct replies, in order.
-    pub fn handle(&mut self, request: Request) -> Vec<Arc<Outgoing>> {
+    pub async fn handle(&mut self, request: Request) -> Vec<Arc<Outgoing>> {
         let Request { command, reference } = request;
         let replies = match command {
             Command::Nick(nick) => self.change_nick(&nick, &reference),
             Command::Join { room, since } => self.join(&room, since, &reference),
             Command::Part(room) => self.part(room.as_deref(), &reference),
-            Command::Say { room, text } => self.say(room.as_deref(), &text, &reference),
-            Command::Dm { to, text } => self.dm(&to, &text, &reference),
+            Command::Say { room, text } => self.say(room.as_deref(), &text, &reference).await,
+            Command::Dm { to, text } => self.dm(&to, &text, &reference).await,
             Command::History { room, since, limit } => {
                 self.history(room.as_deref(), since, limit, &reference)
+                    .await
             }
             Command::Who(room) => self.who(room.as_deref(), &reference),
             Command::Rooms => Ok(vec![Event::Rooms(
@@ -217,20 +238,50 @@ impl Session {
         // Sized to fit: most connections stay in one room for their life.
         self.rooms.reserve_exact(1);
         self.rooms.push(room.clone());
-        let mut replies = vec![Event::Joined {
+        let replies = vec![Event::Joined {
             room: room.clone(),
             nick: self.nick.clone(),
             reference: reference.clone(),
         }];
-        if let Some(since) = since {
-            let stored = self
-                .hub
-                .history()
-                .range(&room, since, joined.last_id, usize::MAX)
-                .map_err(|e| hub_error(e.into(), reference))?;
-            replies.extend(stored.into_iter().map(Event::Message));
-        }
+        self.replay = since
+            .filter(|since| *since < joined.last_id)
+            .map(|after| Replay {
+                room,
+                after,
+                up_to: joined.last_id,
+            });
         Ok(replies)
+    }
+
+    /// The next page of stored messages a `join` with `since` replays, or
+    /// `None` when it is done. A page that cannot be read ends the replay
+    /// with an error.
+    pub async fn replay_page(&mut self) -> Option<Vec<Arc<Outgoing>>> {
+        let replay = self.replay.take()?;
+        let query = Query::After {
+            room: replay.room.clone(),
+            after: replay.after,
+            up_to: replay.up_to,
+            limit: REPLAY_PAGE,
+        };
+        let page = match self.hub.history(query).await {
+            Ok(page) => page,
+            Err(err) => return Some(vec![Outgoing::new(hub_error(err, &None))]),
+        };
+        if let Some(last) = page.last().filter(|_| page.len() == REPLAY_PAGE) {
+            self.replay = Some(Replay {
+                after: last.id,
+                ..replay
+            });
+        }
+        if page.is_empty() {
+            return None;
+        }
+        Some(
+            page.into_iter()
+                .map(|message| Outgoing::new(Event::Message(message)))
+                .collect(),
+        )
     }
 
     /// `part`: leave the named or current room.
@@ -247,8 +298,9 @@ impl Session {
         }])
     }
 
-    /// `say`: the message reaches every member (this one too) through the queue.
-    fn say(
+    /// `say`: the message reaches every member (this one too) through the
+    /// queue, and the ack comes once it is committed.
+    async fn say(
         &mut self,
         room: Option<&str>,
         text: &str,
@@ -259,6 +311,7 @@ impl Session {
         let id = self
             .hub
             .say(self.id, &room, text)
+            .await
             .map_err(|e| hub_error(e, reference))?;
         Ok(vec![Event::Ack {
             reference: reference.clone(),
@@ -268,12 +321,18 @@ impl Session {
     }
 
     /// `dm`: the recipient gets it queued, the sender a copy and an ack.
-    fn dm(&mut self, to: &str, text: &str, reference: &Reference) -> Result<Vec<Event>, Event> {
+    async fn dm(
+        &mut self,
+        to: &str,
+        text: &str,
+        reference: &Reference,
+    ) -> Result<Vec<Event>, Event> {
         let to = Nick::parse(to).map_err(|e| name_error(e, reference))?;
         self.check_text(text, reference)?;
         let message = self
             .hub
             .dm(self.id, &to, text)
+            .await
             .map_err(|e| hub_error(e, reference))?;
         let id = message.id;
         Ok(vec![
@@ -287,7 +346,7 @@ impl Session {
     }
 
     /// `history`: stored messages, the newest `limit` or those after `since`.
-    fn history(
+    async fn history(
         &mut self,
         room: Option<&str>,
         since: Option<u64>,
@@ -296,12 +355,23 @@ impl Session {
     ) -> Result<Vec<Event>, Event> {
         let room = self.room_or_current(room, reference)?;
         let limit = limit.unwrap_or(DEFAULT_HISTORY).min(MAX_HISTORY);
-        let history = self.hub.history();
-        let messages = match since {
-            Some(since) => history.range(&room, since, u64::MAX, limit),
-            None => history.latest(&room, limit),
-        }
-        .map_err(|e| hub_error(e.into(), reference))?;
+        let query = match since {
+            Some(since) => Query::After {
+                room: room.clone(),
+                after: since,
+                up_to: u64::MAX,
+                limit,
+            },
+            None => Query::Latest {
+                room: room.clone(),
+                limit,
+            },
+        };
+        let messages = self
+            .hub
+            .history(query)
+            .await
+            .map_err(|e| hub_error(e, reference))?;
         Ok(vec![Event::History {
             room,
             messages,
@@ -372,7 +442,8 @@ fn hub_error(error: HubError, reference: &Reference) -> Event {
         HubError::NickTaken(_) => ErrorCode::NickTaken,
         HubError::NotInRoom(_) => ErrorCode::NotInRoom,
         HubError::NoSuchNick(_) => ErrorCode::NoSuchNick,
-        HubError::Gone | HubError::Storage(_) => ErrorCode::Internal,
+        HubError::Log(_) => ErrorCode::Unavailable,
+        HubError::Gone => ErrorCode::Internal,
     };
     Event::error(code, error.to_string(), reference.clone())
 }

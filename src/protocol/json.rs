@@ -7,8 +7,9 @@ use std::time::SystemTime;
 use bytes::Bytes;
 use serde_json::{Map, Value, json};
 
-use crate::hub::event::{ChatMessage, DirectMessage, ErrorCode, Event, Reference};
+use crate::hub::event::{ErrorCode, Event, Reference};
 use crate::hub::session::{Command, Request};
+use crate::model::{ChatMessage, DirectMessage};
 
 /// Parses one JSON request.
 ///
@@ -227,7 +228,7 @@ mod tests {
     use std::sync::Arc;
 
     use super::*;
-    use crate::hub::names::{Nick, RoomName};
+    use crate::model::names::{Nick, RoomName};
 
     fn parsed(text: &str) -> Request {
         parse(text).unwrap_or_else(|e| panic!("{text} gave {e:?}"))

@@ -213,8 +213,8 @@ mod tests {
     use std::time::SystemTime;
 
     use super::*;
-    use crate::hub::event::ChatMessage;
-    use crate::hub::names::{Nick, RoomName};
+    use crate::model::ChatMessage;
+    use crate::model::names::{Nick, RoomName};
 
     fn command(line: &str) -> Command {
         match parse(line) {

@@ -1,7 +1,6 @@
 //! `switchboard serve`: the chat hub on one port. Each accepted connection is
 //! told apart by its first bytes ([`sniff`]) and handed to its transport.
 
-pub mod auth;
 pub mod sniff;
 
 use std::sync::Arc;
@@ -22,13 +21,13 @@ use tokio_util::task::TaskTracker;
 use axum::Router;
 use metrics_exporter_prometheus::PrometheusHandle;
 
+use crate::auth::Access;
 use crate::error::Result;
 use crate::hub::Hub;
 use crate::net::accept::{self, Peer};
 use crate::transport::http::{self, AppState, HttpConfig};
 use crate::transport::line::{self, Admission, LineConfig};
 use crate::transport::ws::WsConfig;
-use auth::Access;
 use sniff::Kind;
 
 /// The port `switchboard serve` listens on by default.

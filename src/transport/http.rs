@@ -25,16 +25,18 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_util::task::TaskTracker;
 use tower::ServiceExt;
 
+use crate::auth::{self, Access, Denial, Need};
 use crate::error::{Error, Result};
-use crate::hub::names::{Nick, RoomName};
+use crate::hub::event::ErrorCode;
 use crate::hub::session::{DEFAULT_HISTORY, MAX_HISTORY};
 use crate::hub::{Hub, HubError};
+use crate::log::Query as Page;
+use crate::model::names::{Nick, RoomName};
 use crate::net::accept::Peer;
 use crate::net::websocket::{
     Refusal, check_upgrade, serve_http1, server_config, server_socket, switching_protocols,
 };
 use crate::protocol::json::message;
-use crate::server::auth::{self, Access, Denial, Need};
 use crate::transport::ws::{self, JoinQuery, WsConfig};
 
 /// The browser chat page, built into the binary.
@@ -217,21 +219,21 @@ async fn room_messages(
         );
     };
     let limit = query.limit.unwrap_or(DEFAULT_HISTORY).min(MAX_HISTORY);
-    let history = state.hub.history();
-    let stored = match query.since {
-        Some(since) => history.range(&room, since, u64::MAX, limit),
-        None => history.latest(&room, limit),
+    let query = match query.since {
+        Some(since) => Page::After {
+            room,
+            after: since,
+            up_to: u64::MAX,
+            limit,
+        },
+        None => Page::Latest { room, limit },
     };
-    match stored {
+    match state.hub.history(query).await {
         Ok(messages) => {
             Json(json!({"messages": messages.iter().map(|m| message(m)).collect::<Vec<_>>()}))
                 .into_response()
         }
-        Err(err) => api_error(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "storage",
-            err.to_string(),
-        ),
+        Err(err) => log_unavailable(&err),
     }
 }
 
@@ -263,15 +265,21 @@ async fn post_message(
     if body.text.is_empty() {
         return api_error(StatusCode::BAD_REQUEST, "empty_text", "empty message");
     }
-    match state.hub.post(&room, from, &body.text) {
+    match state.hub.post(&room, from, &body.text).await {
         Ok(id) => (StatusCode::CREATED, Json(json!({"id": id}))).into_response(),
-        Err(HubError::Storage(err)) => api_error(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "storage",
-            err.to_string(),
-        ),
-        Err(err) => api_error(StatusCode::CONFLICT, "refused", err.to_string()),
+        Err(err) => log_unavailable(&err),
     }
+}
+
+/// 503 for a message the log did not store, or history it could not read:
+/// the client may try again.
+fn log_unavailable(err: &HubError) -> Response {
+    tracing::warn!("{err}");
+    api_error(
+        StatusCode::SERVICE_UNAVAILABLE,
+        ErrorCode::Unavailable.as_str(),
+        err.to_string(),
+    )
 }
 
 /// The JSON error for a body that could not be read as JSON.

@@ -21,15 +21,15 @@ use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::time::{Instant, Sleep};
 use tokio_util::sync::CancellationToken;
 
+use crate::auth::{Access, Need};
 use crate::error::Result;
 use crate::hub::event::{ErrorCode, Event, Format, Outgoing};
-use crate::hub::names::RoomName;
 use crate::hub::queue::{Inbox, Kick, Next};
 use crate::hub::session::{Command, Limits, Request, Session};
 use crate::hub::{ConnectionInfo, Hub, Transport};
+use crate::model::names::RoomName;
 use crate::net::accept::Peer;
 use crate::protocol::{self, json, line};
-use crate::server::auth::{Access, Need};
 use crate::transport::Counters;
 use crate::transport::framing::{Frame, LineFramer};
 
@@ -168,13 +168,17 @@ impl<S: AsyncRead + AsyncWrite + Unpin> LineConnection<S> {
     /// came with the connection.
     async fn greet(&mut self) -> Result<Flow> {
         let mut greeting = vec![Outgoing::new(self.session.welcome())];
-        greeting.extend(self.session.handle(Request {
-            command: Command::Join {
-                room: self.config.default_room.as_str().to_string(),
-                since: None,
-            },
-            reference: None,
-        }));
+        greeting.extend(
+            self.session
+                .handle(Request {
+                    command: Command::Join {
+                        room: self.config.default_room.as_str().to_string(),
+                        since: None,
+                    },
+                    reference: None,
+                })
+                .await,
+        );
         self.send(greeting).await?;
         self.on_lines().await
     }
@@ -244,7 +248,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> LineConnection<S> {
             }),
         };
         let (replies, flow) = match text {
-            Ok(text) => self.on_text(&text),
+            Ok(text) => self.on_text(&text).await,
             Err(error) => (self.admitted(error), Flow::Continue),
         };
         self.send(replies).await?;
@@ -252,19 +256,19 @@ impl<S: AsyncRead + AsyncWrite + Unpin> LineConnection<S> {
     }
 
     /// Carries out one line of text in the connection's current format.
-    fn on_text(&mut self, text: &str) -> (Vec<Arc<Outgoing>>, Flow) {
+    async fn on_text(&mut self, text: &str) -> (Vec<Arc<Outgoing>>, Flow) {
         if self.format == Format::Json {
             if text.trim().is_empty() {
                 return (Vec::new(), Flow::Continue);
             }
             return match json::parse(text) {
-                Ok(request) => (self.admit_and_handle(request), Flow::Continue),
+                Ok(request) => (self.admit_and_handle(request).await, Flow::Continue),
                 Err(error) => (self.admitted(error), Flow::Continue),
             };
         }
         match line::parse(text) {
             Ok(line::LineInput::Request(request)) => {
-                (self.admit_and_handle(request), Flow::Continue)
+                (self.admit_and_handle(request).await, Flow::Continue)
             }
             Ok(line::LineInput::Nothing) => (Vec::new(), Flow::Continue),
             Ok(line::LineInput::Help) => {
@@ -290,10 +294,16 @@ impl<S: AsyncRead + AsyncWrite + Unpin> LineConnection<S> {
     }
 
     /// Runs `request` if the rate limit allows it.
-    fn admit_and_handle(&mut self, request: Request) -> Vec<Arc<Outgoing>> {
+    async fn admit_and_handle(&mut self, request: Request) -> Vec<Arc<Outgoing>> {
         match self.session.admit(&request.reference) {
             Some(limited) => vec![Outgoing::new(limited)],
-            None => self.session.handle(request),
+            None => {
+                let mut replies = self.session.handle(request).await;
+                while let Some(page) = self.session.replay_page().await {
+                    replies.extend(page);
+                }
+                replies
+            }
         }
     }
 
@@ -519,7 +529,7 @@ async fn write_all_now<S: AsyncWrite + Unpin>(stream: &mut S, bytes: &[u8]) -> s
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::server::auth::Token;
+    use crate::auth::Token;
 
     fn guarded() -> Access {
         Access {

@@ -19,10 +19,10 @@ use tokio_tungstenite::tungstenite::{Bytes, Error as WsError, Message, Utf8Bytes
 
 use crate::error::{Error, Result};
 use crate::hub::event::{ErrorCode, Event, Format, Outgoing};
-use crate::hub::names::RoomName;
 use crate::hub::queue::{Inbox, Kick, Next};
 use crate::hub::session::{Command, Limits, Request, Session};
 use crate::hub::{ConnectionInfo, Hub, Transport};
+use crate::model::names::RoomName;
 use crate::net::accept::Peer;
 use crate::net::websocket::{self, UpgradedSocket};
 use crate::protocol::{self, json};
@@ -76,15 +76,14 @@ pub fn serve(
 ) -> impl Future<Output = ()> {
     let info = ConnectionInfo::now(peer.fd, peer.addr, Transport::Ws);
     let (session, events) = Session::open(hub, info, config.limits);
-    let mut connection = WsConnection {
+    let connection = WsConnection {
         session,
         last_traffic: Instant::now(),
         socket,
         events,
         config,
     };
-    let greeting = connection.greeting(join);
-    connection.run(greeting)
+    connection.run(join)
 }
 
 /// What woke the connection up.
@@ -122,8 +121,9 @@ impl WsConnection {
         clippy::manual_async_fn,
         reason = "an async fn stores its arguments twice"
     )]
-    fn run(mut self, greeting: Vec<Arc<Outgoing>>) -> impl Future<Output = ()> {
+    fn run(mut self, join: JoinQuery) -> impl Future<Output = ()> {
         async move {
+            let greeting = Box::pin(self.greeting(join)).await;
             if let Err(err) = self.converse(greeting).await {
                 tracing::debug!("fd {}: {err}", self.session.fd());
             }
@@ -221,24 +221,35 @@ impl WsConnection {
     }
 
     /// The welcome, then the nick and join the URL asked for.
-    fn greeting(&mut self, join: JoinQuery) -> Vec<Arc<Outgoing>> {
+    async fn greeting(&mut self, join: JoinQuery) -> Vec<Arc<Outgoing>> {
         let mut greeting = vec![Outgoing::new(self.session.welcome())];
         if let Some(nick) = join.nick {
-            greeting.extend(self.session.handle(Request {
-                command: Command::Nick(nick),
-                reference: None,
-            }));
+            greeting.extend(
+                self.session
+                    .handle(Request {
+                        command: Command::Nick(nick),
+                        reference: None,
+                    })
+                    .await,
+            );
         }
         let room = join
             .room
             .unwrap_or_else(|| self.config.default_room.as_str().to_string());
-        greeting.extend(self.session.handle(Request {
-            command: Command::Join {
-                room,
-                since: join.since,
-            },
-            reference: None,
-        }));
+        greeting.extend(
+            self.session
+                .handle(Request {
+                    command: Command::Join {
+                        room,
+                        since: join.since,
+                    },
+                    reference: None,
+                })
+                .await,
+        );
+        while let Some(page) = self.session.replay_page().await {
+            greeting.extend(page);
+        }
         greeting
     }
 
@@ -254,7 +265,13 @@ impl WsConnection {
             Message::Text(text) => match json::parse(text.as_str()) {
                 Ok(request) => match self.session.admit(&request.reference) {
                     Some(limited) => vec![Outgoing::new(limited)],
-                    None => self.session.handle(request),
+                    None => {
+                        let mut replies = self.session.handle(request).await;
+                        while let Some(page) = self.session.replay_page().await {
+                            replies.extend(page);
+                        }
+                        replies
+                    }
                 },
                 Err(error) => vec![Outgoing::new(self.session.admit(&None).unwrap_or(error))],
             },

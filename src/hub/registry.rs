@@ -1,0 +1,430 @@
+//! Who is where: connections, nicks, rooms and their members, and each
+//! connection's outbox. The message log delivers what it committed here
+//! ([`Deliver`]); everything else comes from [`crate::hub::Hub`].
+//!
+//! One std `Mutex` guards it all, held for short synchronous sections and
+//! never across `.await` or I/O. Events are queued under the lock (so every
+//! member gets a room's messages in the order they were delivered) and the
+//! connections' tasks are woken after it is released ([`Wakeups`]).
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use crate::hub::event::{Event, Outgoing};
+use crate::hub::queue::{self, Full, Kick, Outbox, Wakeups};
+use crate::hub::{ConnId, ConnectionInfo, DiaryEntry, HubConfig, HubError, Joined, Mailbox};
+use crate::log::{Committed, Deliver, RoomLog};
+use crate::model::{ChatMessage, DirectMessage, Nick, RoomName};
+
+/// A room: its members here, and the last id delivered in it.
+#[derive(Debug, Default)]
+struct Room {
+    members: HashSet<ConnId>,
+    last_id: u64,
+}
+
+/// A registered connection.
+#[derive(Debug)]
+struct Conn {
+    nick: Nick,
+    info: ConnectionInfo,
+    rooms: RoomSet,
+    outbox: Outbox,
+}
+
+/// The rooms a connection is in, sorted: a vector sized to fit rather than a
+/// `BTreeSet`, whose first node costs every connection about 190 bytes
+/// though most are in one room.
+#[derive(Debug, Default)]
+struct RoomSet(Vec<RoomName>);
+
+impl RoomSet {
+    /// Adds `room`; `false` when it was there already.
+    fn insert(&mut self, room: RoomName) -> bool {
+        match self.0.binary_search(&room) {
+            Ok(_) => false,
+            Err(at) => {
+                self.0.reserve_exact(1);
+                self.0.insert(at, room);
+                true
+            }
+        }
+    }
+
+    /// Removes `room`; `false` when it was not there.
+    fn remove(&mut self, room: &RoomName) -> bool {
+        match self.0.binary_search(room) {
+            Ok(at) => {
+                self.0.remove(at);
+                self.0.shrink_to_fit();
+                true
+            }
+            Err(_) => false,
+        }
+    }
+
+    /// Whether `room` is in the set.
+    fn contains(&self, room: &RoomName) -> bool {
+        self.0.binary_search(room).is_ok()
+    }
+
+    /// The rooms, sorted.
+    fn iter(&self) -> std::slice::Iter<'_, RoomName> {
+        self.0.iter()
+    }
+}
+
+/// Everything behind the lock.
+#[derive(Debug, Default)]
+struct State {
+    conns: HashMap<ConnId, Conn>,
+    nicks: HashMap<Arc<str>, ConnId>,
+    /// Rooms with members or history: a room with history stays listed
+    /// after its last member leaves.
+    rooms: HashMap<RoomName, Room>,
+    next_conn: ConnId,
+    next_guest: u64,
+    /// Set by [`Registry::stop`]: connections registering later are kicked at once.
+    stopping: bool,
+}
+
+/// Who is where, and the connections' outboxes.
+#[derive(Debug)]
+pub struct Registry {
+    state: Mutex<State>,
+    config: HubConfig,
+}
+
+impl Registry {
+    /// An empty registry that knows the rooms the log holds history for.
+    pub fn new(config: HubConfig, rooms: Vec<RoomLog>) -> Self {
+        let rooms = rooms
+            .into_iter()
+            .map(|RoomLog { room, last_id }| {
+                let members = HashSet::new();
+                (room, Room { members, last_id })
+            })
+            .collect();
+        Self {
+            state: Mutex::new(State {
+                rooms,
+                ..State::default()
+            }),
+            config,
+        }
+    }
+
+    /// The state; a poisoned lock is taken over (every section leaves it consistent).
+    fn state(&self) -> MutexGuard<'_, State> {
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Registers a connection under a fresh `guest-N` nick.
+    pub fn register(&self, info: ConnectionInfo) -> Mailbox {
+        let (outbox, events) = queue::bounded(self.config.queue);
+        let mut wakeups = Wakeups::default();
+        let mut state = self.state();
+        if state.stopping {
+            outbox.kick(Kick::ServerStopping, &mut wakeups);
+        }
+        let nick = loop {
+            state.next_guest += 1;
+            let candidate = format!("guest-{}", state.next_guest);
+            if !state.nicks.contains_key(candidate.as_str()) {
+                break Nick::parse(&candidate).expect("guest-N is a valid nick");
+            }
+        };
+        state.next_conn += 1;
+        let id = state.next_conn;
+        state.nicks.insert(nick.key(), id);
+        let conn = Conn {
+            nick: nick.clone(),
+            info,
+            rooms: RoomSet::default(),
+            outbox,
+        };
+        state.conns.insert(id, conn);
+        Mailbox { id, nick, events }
+    }
+
+    /// Kicks every connection, now and later, because the server is stopping.
+    pub fn stop(&self) {
+        let mut wakeups = Wakeups::default();
+        let mut state = self.state();
+        state.stopping = true;
+        for conn in state.conns.values() {
+            conn.outbox.kick(Kick::ServerStopping, &mut wakeups);
+        }
+    }
+
+    /// Removes a connection: it leaves its rooms (members are told) and frees
+    /// its nick. Returns how it connected, or `None` when it was gone already.
+    pub fn unregister(&self, id: ConnId) -> Option<ConnectionInfo> {
+        let mut wakeups = Wakeups::default();
+        let mut state = self.state();
+        let conn = state.conns.remove(&id)?;
+        state.nicks.remove(&conn.nick.key());
+        for room in conn.rooms.iter() {
+            self.leave(&mut state, id, &conn.nick, room, &mut wakeups);
+        }
+        Some(conn.info)
+    }
+
+    /// Changes a connection's nick and tells the members of its rooms; returns the old nick.
+    ///
+    /// # Errors
+    /// [`HubError::NickTaken`] when another connection has it.
+    pub fn set_nick(&self, id: ConnId, nick: Nick) -> Result<Nick, HubError> {
+        let mut wakeups = Wakeups::default();
+        let mut state = self.state();
+        match state.nicks.get(&nick.key()) {
+            Some(owner) if *owner != id => return Err(HubError::NickTaken(nick)),
+            _ => {}
+        }
+        let conn = state.conns.get_mut(&id).ok_or(HubError::Gone)?;
+        let old = std::mem::replace(&mut conn.nick, nick.clone());
+        let rooms: Vec<RoomName> = conn.rooms.iter().cloned().collect();
+        state.nicks.remove(&old.key());
+        state.nicks.insert(nick.key(), id);
+        let event = Outgoing::new(Event::NickChanged {
+            old: old.clone(),
+            new: nick,
+        });
+        let mut told = HashSet::from([id]);
+        for room in &rooms {
+            let Some(room) = state.rooms.get(room).filter(|r| self.announces(r)) else {
+                continue;
+            };
+            let fresh = room.members.iter().copied().filter(|m| told.insert(*m));
+            queue_to(&state.conns, fresh, &event, &mut wakeups);
+        }
+        Ok(old)
+    }
+
+    /// Adds a connection to a room (created on first join) and tells the
+    /// other members. The last id delivered in the room is read under the
+    /// same lock that makes the connection a member: every later message
+    /// reaches it live, every earlier one is history.
+    ///
+    /// # Errors
+    /// [`HubError::Gone`] when the connection has left.
+    pub fn join(&self, id: ConnId, room: &RoomName) -> Result<Joined, HubError> {
+        let mut wakeups = Wakeups::default();
+        let mut state = self.state();
+        let state = &mut *state;
+        let conn = state.conns.get_mut(&id).ok_or(HubError::Gone)?;
+        let nick = conn.nick.clone();
+        let already_member = !conn.rooms.insert(room.clone());
+        let entry = state.rooms.entry(room.clone()).or_default();
+        entry.members.insert(id);
+        let joined = Joined {
+            last_id: entry.last_id,
+            already_member,
+        };
+        if !already_member && self.announces(entry) {
+            let event = Outgoing::new(Event::Joined {
+                room: room.clone(),
+                nick,
+                reference: None,
+            });
+            let others = entry.members.iter().copied().filter(|m| *m != id);
+            queue_to(&state.conns, others, &event, &mut wakeups);
+        }
+        Ok(joined)
+    }
+
+    /// Removes a connection from a room and tells the other members.
+    ///
+    /// # Errors
+    /// [`HubError::NotInRoom`] when it was not a member.
+    pub fn part(&self, id: ConnId, room: &RoomName) -> Result<(), HubError> {
+        let mut wakeups = Wakeups::default();
+        let mut state = self.state();
+        let conn = state.conns.get_mut(&id).ok_or(HubError::Gone)?;
+        if !conn.rooms.remove(room) {
+            return Err(HubError::NotInRoom(room.clone()));
+        }
+        let nick = conn.nick.clone();
+        self.leave(&mut state, id, &nick, room, &mut wakeups);
+        Ok(())
+    }
+
+    /// The nick of connection `id` if it is a member of `room`.
+    ///
+    /// # Errors
+    /// [`HubError::NotInRoom`] when it is not.
+    pub fn member_nick(&self, id: ConnId, room: &RoomName) -> Result<Nick, HubError> {
+        let state = self.state();
+        let conn = state.conns.get(&id).ok_or(HubError::Gone)?;
+        if !conn.rooms.contains(room) {
+            return Err(HubError::NotInRoom(room.clone()));
+        }
+        Ok(conn.nick.clone())
+    }
+
+    /// The nicks of connection `id` and of whoever has `to`'s nick, as they typed them.
+    ///
+    /// # Errors
+    /// [`HubError::NoSuchNick`] when nobody has that nick.
+    pub fn correspondents(&self, id: ConnId, to: &Nick) -> Result<(Nick, Nick), HubError> {
+        let state = self.state();
+        let from = state.conns.get(&id).ok_or(HubError::Gone)?.nick.clone();
+        let recipient = state
+            .nicks
+            .get(&to.key())
+            .and_then(|owner| state.conns.get(owner))
+            .ok_or_else(|| HubError::NoSuchNick(to.clone()))?;
+        Ok((from, recipient.nick.clone()))
+    }
+
+    /// The nicks in `room`, sorted (empty for a room nobody is in).
+    pub fn who(&self, room: &RoomName) -> Vec<Nick> {
+        let state = self.state();
+        let mut nicks: Vec<Nick> = state
+            .rooms
+            .get(room)
+            .map(|r| {
+                r.members
+                    .iter()
+                    .filter_map(|m| state.conns.get(m).map(|c| c.nick.clone()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        nicks.sort_by_key(Nick::key);
+        nicks
+    }
+
+    /// The rooms with members or history, with their member counts and last
+    /// ids, sorted by name.
+    pub fn rooms(&self) -> Vec<(RoomName, usize, u64)> {
+        let state = self.state();
+        let mut rooms: Vec<_> = state
+            .rooms
+            .iter()
+            .map(|(name, room)| (name.clone(), room.members.len(), room.last_id))
+            .collect();
+        rooms.sort_by(|a, b| a.0.cmp(&b.0));
+        rooms
+    }
+
+    /// The file-descriptor diary: every live connection, by file descriptor.
+    pub fn diary(&self) -> Vec<DiaryEntry> {
+        let state = self.state();
+        let mut entries: Vec<DiaryEntry> = state
+            .conns
+            .values()
+            .map(|conn| DiaryEntry {
+                fd: conn.info.fd,
+                peer: conn.info.peer.to_string(),
+                transport: conn.info.transport,
+                nick: conn.nick.to_string(),
+                rooms: conn.rooms.iter().map(|r| r.as_str().to_string()).collect(),
+                since: humantime::format_rfc3339_seconds(conn.info.since).to_string(),
+                bytes_in: conn.outbox.traffic().bytes_in.load(Ordering::Relaxed),
+                bytes_out: conn.outbox.traffic().bytes_out.load(Ordering::Relaxed),
+            })
+            .collect();
+        entries.sort_by_key(|e| e.fd);
+        entries
+    }
+
+    /// Whether `room` is small enough for join, part and nick notices.
+    fn announces(&self, room: &Room) -> bool {
+        room.members.len() <= self.config.presence_limit
+    }
+
+    /// Removes `id` from `room` (already removed from the connection's own
+    /// set) and tells the remaining members; a room left with neither
+    /// members nor history is forgotten.
+    fn leave(
+        &self,
+        state: &mut State,
+        id: ConnId,
+        nick: &Nick,
+        room: &RoomName,
+        wakeups: &mut Wakeups,
+    ) {
+        let Some(entry) = state.rooms.get_mut(room) else {
+            return;
+        };
+        entry.members.remove(&id);
+        if entry.members.is_empty() {
+            if entry.last_id == 0 {
+                state.rooms.remove(room);
+            } else {
+                entry.members.shrink_to_fit();
+            }
+            return;
+        }
+        if self.announces(entry) {
+            let event = Outgoing::new(Event::Parted {
+                room: room.clone(),
+                nick: nick.clone(),
+                reference: None,
+            });
+            queue_to(&state.conns, entry.members.iter().copied(), &event, wakeups);
+        }
+    }
+
+    /// Queues a committed room message to the room's members.
+    fn deliver_message(state: &mut State, message: &Arc<ChatMessage>, wakeups: &mut Wakeups) {
+        let room = match state.rooms.get_mut(&message.room) {
+            Some(room) => room,
+            None => state.rooms.entry(message.room.clone()).or_default(),
+        };
+        if message.id <= room.last_id {
+            // Delivered already (an engine may hand a message over twice).
+            return;
+        }
+        room.last_id = message.id;
+        let event = Outgoing::new(Event::Message(Arc::clone(message)));
+        queue_to(&state.conns, room.members.iter().copied(), &event, wakeups);
+        metrics::counter!("switchboard_messages_total").increment(1);
+        metrics::counter!("switchboard_deliveries_total").increment(room.members.len() as u64);
+    }
+
+    /// Queues a committed direct message to whoever has the recipient's nick.
+    fn deliver_direct(state: &State, message: &Arc<DirectMessage>, wakeups: &mut Wakeups) {
+        if let Some(recipient) = state.nicks.get(&message.to.key()) {
+            let event = Outgoing::new(Event::Dm(Arc::clone(message)));
+            queue_to(&state.conns, [*recipient], &event, wakeups);
+        }
+    }
+}
+
+impl Deliver for Registry {
+    fn deliver(&self, committed: &[Committed]) {
+        let mut wakeups = Wakeups::default();
+        let mut state = self.state();
+        for message in committed {
+            match message {
+                Committed::Room(message) => {
+                    Self::deliver_message(&mut state, message, &mut wakeups)
+                }
+                Committed::Direct(message) => Self::deliver_direct(&state, message, &mut wakeups),
+            }
+        }
+    }
+}
+
+/// Queues `event` to each of `members`; a member whose queue is full is
+/// kicked rather than waited for.
+fn queue_to(
+    conns: &HashMap<ConnId, Conn>,
+    members: impl IntoIterator<Item = ConnId>,
+    event: &Arc<Outgoing>,
+    wakeups: &mut Wakeups,
+) {
+    for member in members {
+        let Some(conn) = conns.get(&member) else {
+            continue;
+        };
+        let full = conn.outbox.push(Arc::clone(event), wakeups) == Err(Full);
+        if full && conn.outbox.kick(Kick::TooSlow, wakeups) {
+            metrics::counter!("switchboard_slow_consumers_dropped_total").increment(1);
+        }
+    }
+}
