@@ -33,6 +33,7 @@ use switchboard::net::shutdown::run_until_signalled;
 use switchboard::net::tls::{self, Identity, Trust};
 use switchboard::server::{self, ServeOptions};
 use switchboard::transport::Counters;
+use switchboard::transport::connection::Lifecycle;
 use switchboard::transport::http::HttpConfig;
 use switchboard::transport::line::LineConfig;
 use switchboard::transport::ws::WsConfig;
@@ -98,24 +99,28 @@ async fn run_serve(args: ServeArgs) -> anyhow::Result<()> {
         .install_recorder()
         .map_err(|err| tracing::warn!("metrics are off: {err}"))
         .ok();
+    let lifecycle = |transport, ping_interval| {
+        Arc::new(Lifecycle {
+            idle_timeout,
+            ping_interval,
+            counters: Counters::of(transport),
+        })
+    };
     let options = ServeOptions {
         line: LineConfig {
             max_line: args.max_line,
-            idle_timeout,
             limits: Limits {
                 max_text: args.max_line,
                 ..limits
             },
             default_room: default_room.clone(),
-            counters: Counters::of("tcp"),
+            lifecycle: lifecycle("tcp", None),
         },
         ws: WsConfig {
             max_message: args.max_ws_message,
-            ping_interval: Duration::from_secs(args.ping_interval.max(1)),
-            idle_timeout,
             limits,
             default_room,
-            counters: Counters::of("ws"),
+            lifecycle: lifecycle("ws", Some(Duration::from_secs(args.ping_interval.max(1)))),
         },
         http: HttpConfig {
             max_body: args.max_body,

@@ -176,9 +176,14 @@ pub struct Joined {
     pub already_member: bool,
 }
 
-/// The shared hub; cheap to clone.
+/// The shared hub; cheap to clone (one pointer, which every session holds).
 #[derive(Clone)]
 pub struct Hub {
+    inner: Arc<Inner>,
+}
+
+/// What every clone of the hub shares.
+struct Inner {
     registry: Arc<Registry>,
     log: Arc<dyn MessageLog>,
 }
@@ -193,7 +198,9 @@ impl Hub {
         let rooms = log.rooms().await?;
         let registry = Arc::new(Registry::new(config, rooms));
         log.attach(Arc::clone(&registry) as Arc<dyn Deliver>);
-        Ok(Self { registry, log })
+        Ok(Self {
+            inner: Arc::new(Inner { registry, log }),
+        })
     }
 
     /// Registers a connection under a fresh `guest-N` nick.
@@ -201,19 +208,19 @@ impl Hub {
         let transport = info.transport.as_str();
         metrics::gauge!("switchboard_connections", "transport" => transport).increment(1.0);
         metrics::counter!("switchboard_connections_total", "transport" => transport).increment(1);
-        self.registry.register(info)
+        self.inner.registry.register(info)
     }
 
     /// Kicks every connection, now and later, because the server is stopping:
     /// each says goodbye to its client and leaves.
     pub fn stop(&self) {
-        self.registry.stop();
+        self.inner.registry.stop();
     }
 
     /// Commits what the log still holds and stops it; called once every
     /// connection is gone.
     pub async fn close(&self) {
-        if let Err(err) = self.log.close().await {
+        if let Err(err) = self.inner.log.close().await {
             tracing::error!("{err}");
         }
     }
@@ -221,7 +228,7 @@ impl Hub {
     /// Removes a connection: it leaves its rooms (members are told) and frees
     /// its nick. Safe to call again.
     pub fn unregister(&self, id: ConnId) {
-        if let Some(info) = self.registry.unregister(id) {
+        if let Some(info) = self.inner.registry.unregister(id) {
             let transport = info.transport.as_str();
             metrics::gauge!("switchboard_connections", "transport" => transport).decrement(1.0);
         }
@@ -232,7 +239,7 @@ impl Hub {
     /// # Errors
     /// [`HubError::NickTaken`] when another connection has it.
     pub fn set_nick(&self, id: ConnId, nick: Nick) -> Result<Nick, HubError> {
-        self.registry.set_nick(id, nick)
+        self.inner.registry.set_nick(id, nick)
     }
 
     /// Adds a connection to a room and tells the other members.
@@ -240,7 +247,7 @@ impl Hub {
     /// # Errors
     /// [`HubError::Gone`] when the connection has left.
     pub fn join(&self, id: ConnId, room: &RoomName) -> Result<Joined, HubError> {
-        self.registry.join(id, room)
+        self.inner.registry.join(id, room)
     }
 
     /// Removes a connection from a room and tells the other members.
@@ -248,7 +255,7 @@ impl Hub {
     /// # Errors
     /// [`HubError::NotInRoom`] when it was not a member.
     pub fn part(&self, id: ConnId, room: &RoomName) -> Result<(), HubError> {
-        self.registry.part(id, room)
+        self.inner.registry.part(id, room)
     }
 
     /// Says `text` in `room` as connection `id`, which must be a member;
@@ -257,7 +264,7 @@ impl Hub {
     /// # Errors
     /// [`HubError::NotInRoom`], or [`HubError::Log`] when it was not stored.
     pub async fn say(&self, id: ConnId, room: &RoomName, text: &str) -> Result<u64, HubError> {
-        let from = self.registry.member_nick(id, room)?;
+        let from = self.inner.registry.member_nick(id, room)?;
         self.post(room, from, text).await
     }
 
@@ -272,7 +279,7 @@ impl Hub {
             from,
             text: text.into(),
         };
-        match self.log.append(draft).await? {
+        match self.inner.log.append(draft).await? {
             Committed::Room(message) => Ok(message.id),
             Committed::Direct(message) => Ok(message.id),
         }
@@ -290,13 +297,13 @@ impl Hub {
         to: &Nick,
         text: &str,
     ) -> Result<Arc<DirectMessage>, HubError> {
-        let (from, to) = self.registry.correspondents(id, to)?;
+        let (from, to) = self.inner.registry.correspondents(id, to)?;
         let draft = Draft::Direct {
             from,
             to,
             text: text.into(),
         };
-        match self.log.append(draft).await? {
+        match self.inner.log.append(draft).await? {
             Committed::Direct(message) => Ok(message),
             Committed::Room(_) => Err(HubError::Gone),
         }
@@ -307,7 +314,7 @@ impl Hub {
     /// # Errors
     /// [`HubError::Log`] when it cannot be read.
     pub async fn history(&self, query: Query) -> Result<Vec<Arc<ChatMessage>>, HubError> {
-        Ok(self.log.read(query).await?)
+        Ok(self.inner.log.read(query).await?)
     }
 
     /// Whether messages can be stored now.
@@ -315,22 +322,22 @@ impl Hub {
     /// # Errors
     /// Why not.
     pub fn health(&self) -> Result<(), LogError> {
-        self.log.health()
+        self.inner.log.health()
     }
 
     /// The nicks in `room`, sorted (empty for a room nobody is in).
     pub fn who(&self, room: &RoomName) -> Vec<Nick> {
-        self.registry.who(room)
+        self.inner.registry.who(room)
     }
 
     /// The rooms with members or history, with their member counts and last
     /// ids, sorted by name.
     pub fn rooms(&self) -> Vec<(RoomName, usize, u64)> {
-        self.registry.rooms()
+        self.inner.registry.rooms()
     }
 
     /// The file-descriptor diary: every live connection, by file descriptor.
     pub fn diary(&self) -> Vec<DiaryEntry> {
-        self.registry.diary()
+        self.inner.registry.diary()
     }
 }

@@ -197,20 +197,25 @@ impl Inbox {
     }
 
     /// Waits for the next event, the kick or the end.
-    pub async fn next(&mut self) -> Next {
-        self.wait_for(Self::try_next).await
+    pub fn next(&self) -> impl Future<Output = Next> + Send + '_ {
+        self.wait_for(Self::try_next)
     }
 
     /// Resolves once the connection is kicked, with the reason: a write in
     /// progress races this, so a peer that stopped reading cannot hold its
     /// task forever.
-    pub async fn kicked(&self) -> Kick {
-        self.wait_for(|inbox| inbox.queue.state().kicked).await
+    pub fn kicked(&self) -> impl Future<Output = Kick> + Send + '_ {
+        self.wait_for(|inbox| inbox.queue.state().kicked)
     }
 
-    /// Polls `ready` until it gives a value, registering for a wake-up in between.
-    async fn wait_for<T>(&self, mut ready: impl FnMut(&Self) -> Option<T>) -> T {
-        poll_fn(|cx| {
+    /// Polls `ready` until it gives a value, registering for a wake-up in
+    /// between. A closure rather than an `async fn`: the future lives in
+    /// every idle connection's, and this way it is two pointers.
+    fn wait_for<T>(
+        &self,
+        ready: impl Fn(&Self) -> Option<T> + Send + 'static,
+    ) -> impl Future<Output = T> + Send + '_ {
+        poll_fn(move |cx| {
             if let Some(value) = ready(self) {
                 return Poll::Ready(value);
             }
@@ -218,7 +223,6 @@ impl Inbox {
             // A push between the look and the registration woke nobody.
             ready(self).map_or(Poll::Pending, Poll::Ready)
         })
-        .await
     }
 
     /// What is next, if anything: the kick comes before queued events.
@@ -343,7 +347,7 @@ mod tests {
             !outbox.kick_now(Kick::ServerStopping),
             "the first reason stays"
         );
-        let (reason, mut inbox) = waiting.await.unwrap();
+        let (reason, inbox) = waiting.await.unwrap();
         assert_eq!(reason, Kick::TooSlow);
         assert_eq!(outbox.push_now(notice("after")), Ok(()));
         assert_eq!(queued(&inbox), 0, "nothing is queued once kicked");

@@ -102,7 +102,7 @@ pub struct Session {
     bucket: Option<TokenBucket>,
     max_text: usize,
     /// Stored messages a `join` with `since` still has to replay.
-    replay: Option<Replay>,
+    replay: Option<Box<Replay>>,
 }
 
 /// The part of a room's history a `join` with `since` replays: the ids in
@@ -243,14 +243,19 @@ impl Session {
             nick: self.nick.clone(),
             reference: reference.clone(),
         }];
-        self.replay = since
-            .filter(|since| *since < joined.last_id)
-            .map(|after| Replay {
+        self.replay = since.filter(|since| *since < joined.last_id).map(|after| {
+            Box::new(Replay {
                 room,
                 after,
                 up_to: joined.last_id,
-            });
+            })
+        });
         Ok(replies)
+    }
+
+    /// Whether a `join` with `since` still has stored messages to replay.
+    pub fn replaying(&self) -> bool {
+        self.replay.is_some()
     }
 
     /// The next page of stored messages a `join` with `since` replays, or
@@ -269,10 +274,10 @@ impl Session {
             Err(err) => return Some(vec![Outgoing::new(hub_error(err, &None))]),
         };
         if let Some(last) = page.last().filter(|_| page.len() == REPLAY_PAGE) {
-            self.replay = Some(Replay {
+            self.replay = Some(Box::new(Replay {
                 after: last.id,
-                ..replay
-            });
+                ..*replay
+            }));
         }
         if page.is_empty() {
             return None;

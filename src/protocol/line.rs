@@ -12,23 +12,7 @@ use bytes::Bytes;
 
 use crate::hub::event::{ErrorCode, Event};
 use crate::hub::session::{Command, Request};
-
-/// What one line from a line client asks for.
-#[derive(Clone, Debug, PartialEq)]
-pub enum LineInput {
-    /// A request for the hub.
-    Request(Request),
-    /// `/json`: switch this connection to the JSON protocol.
-    SwitchToJson,
-    /// `/quit`: say goodbye and close.
-    Quit,
-    /// `/help`: list the commands.
-    Help,
-    /// An empty line: nothing to do.
-    Nothing,
-    /// `/auth TOKEN`: the server's token (`--token`), before anything else.
-    Auth(String),
-}
+use crate::protocol::Input;
 
 /// The `/help` text.
 pub const HELP: &[&str] = &[
@@ -49,9 +33,9 @@ pub const HELP: &[&str] = &[
 ///
 /// # Errors
 /// The error event to send back: an unknown command or missing arguments.
-pub fn parse(line: &str) -> Result<LineInput, Event> {
+pub fn parse(line: &str) -> Result<Input, Event> {
     let say = |text: &str| {
-        LineInput::Request(Request {
+        Input::Request(Request {
             command: Command::Say {
                 room: None,
                 text: text.to_string(),
@@ -60,7 +44,7 @@ pub fn parse(line: &str) -> Result<LineInput, Event> {
         })
     };
     if line.is_empty() {
-        return Ok(LineInput::Nothing);
+        return Ok(Input::Nothing);
     }
     let Some(command_line) = line.strip_prefix('/') else {
         return Ok(say(line));
@@ -72,7 +56,7 @@ pub fn parse(line: &str) -> Result<LineInput, Event> {
         .split_once(' ')
         .map_or((command_line, ""), |(w, r)| (w, r.trim()));
     let request = |command| {
-        Ok(LineInput::Request(Request {
+        Ok(Input::Request(Request {
             command,
             reference: None,
         }))
@@ -109,11 +93,11 @@ pub fn parse(line: &str) -> Result<LineInput, Event> {
                 _ => Err(usage("/history [N] with N a positive number")),
             },
         },
-        "json" => Ok(LineInput::SwitchToJson),
-        "auth" if !rest.is_empty() => Ok(LineInput::Auth(rest.to_string())),
+        "json" => Ok(Input::SwitchToJson),
+        "auth" if !rest.is_empty() => Ok(Input::Auth(rest.to_string())),
         "auth" => Err(usage("/auth TOKEN")),
-        "quit" | "exit" => Ok(LineInput::Quit),
-        "help" | "?" => Ok(LineInput::Help),
+        "quit" | "exit" => Ok(Input::Quit),
+        "help" | "?" => Ok(Input::Help),
         "nick" => Err(usage("/nick NAME")),
         "join" => Err(usage("/join ROOM")),
         _ => Err(Event::error(
@@ -218,7 +202,7 @@ mod tests {
 
     fn command(line: &str) -> Command {
         match parse(line) {
-            Ok(LineInput::Request(request)) => request.command,
+            Ok(Input::Request(request)) => request.command,
             other => panic!("{line:?} gave {other:?}"),
         }
     }
@@ -239,7 +223,7 @@ mod tests {
                 text: "/me waves".into()
             }
         );
-        assert_eq!(parse(""), Ok(LineInput::Nothing));
+        assert_eq!(parse(""), Ok(Input::Nothing));
     }
 
     #[test]
@@ -269,12 +253,9 @@ mod tests {
                 limit: Some(5)
             }
         );
-        assert_eq!(parse("/json"), Ok(LineInput::SwitchToJson));
-        assert_eq!(parse("/quit"), Ok(LineInput::Quit));
-        assert_eq!(
-            parse("/auth s3 cret"),
-            Ok(LineInput::Auth("s3 cret".into()))
-        );
+        assert_eq!(parse("/json"), Ok(Input::SwitchToJson));
+        assert_eq!(parse("/quit"), Ok(Input::Quit));
+        assert_eq!(parse("/auth s3 cret"), Ok(Input::Auth("s3 cret".into())));
         assert!(parse("/auth").is_err());
     }
 

@@ -7,7 +7,37 @@ pub mod line;
 
 use bytes::Bytes;
 
-use crate::hub::event::{Format, Outgoing};
+use crate::hub::event::{Event, Format, Outgoing};
+use crate::hub::session::Request;
+
+/// What one line or text message from a client asks for.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Input {
+    /// A request for the hub.
+    Request(Request),
+    /// `/json`: switch this connection to the JSON protocol.
+    SwitchToJson,
+    /// `/quit`: say goodbye and close.
+    Quit,
+    /// `/help`: list the commands.
+    Help,
+    /// An empty line: nothing to do.
+    Nothing,
+    /// `/auth TOKEN`: the server's token (`--token`), before anything else.
+    Auth(String),
+}
+
+/// Parses one line (without its newline) or text message in `format`.
+///
+/// # Errors
+/// The error event to send back.
+pub fn parse(format: Format, text: &str) -> Result<Input, Event> {
+    match format {
+        Format::Line => line::parse(text),
+        Format::Json if text.trim().is_empty() => Ok(Input::Nothing),
+        Format::Json => json::parse(text).map(Input::Request),
+    }
+}
 
 /// The bytes of `outgoing` in `format`, encoded once and shared by every
 /// connection that receives it.

@@ -198,7 +198,7 @@ impl Edges {
                     return Ok(());
                 };
                 let (hub, config) = (self.hub.clone(), Arc::clone(&self.line));
-                line::serve(stream, input, peer, hub, config).await
+                line::serve(stream, input, peer, hub, &config).await
             }
             Kind::Http => Box::pin(http::serve(stream, peer, self.app.clone())).await,
             Kind::Tls => {

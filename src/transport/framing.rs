@@ -34,6 +34,11 @@ impl LineFramer {
         }
     }
 
+    /// The longest line accepted, in bytes.
+    pub fn max(&self) -> usize {
+        self.max
+    }
+
     /// Takes the next frame out of `buffer`; `None` when more bytes are needed.
     pub fn next(&mut self, buffer: &mut BytesMut) -> Option<Frame> {
         loop {

@@ -342,7 +342,7 @@ async fn web_socket(
         };
         let limits = server_config(config.max_message);
         let socket = server_socket(upgraded, limits);
-        let session = ws::serve(socket, peer, hub, config, join);
+        let session = ws::serve(socket, peer, hub, &config, join);
         sessions.spawn(session);
     };
     // Tracked from now (an upgrade in flight too) until the session ends,

@@ -3,6 +3,7 @@
 //! ([`framing`] splits their input into lines), [`ws`] WebSocket clients and
 //! [`http`] short-lived HTTP requests.
 
+pub mod connection;
 pub mod framing;
 pub mod http;
 pub mod line;

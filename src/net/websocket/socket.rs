@@ -132,9 +132,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin> ServerSocket<S> {
         ended_is_fine(queued)
     }
 
+    /// Starts the closing handshake with `frame` without writing it: the
+    /// next flush, close or shutdown writes it out.
+    pub fn queue_close(&mut self, frame: CloseFrame) {
+        let _ = self.with_protocol(|protocol, io| protocol.close(io, Some(frame)));
+    }
+
     /// Reads the next message, and writes out what tungstenite wrote while
-    /// reading (a pong, the reply to a close).
-    fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Message, WsError>>> {
+    /// reading (a pong, the reply to a close); `None` once the connection is closed.
+    pub fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Message, WsError>>> {
         let read = self.with_context(cx, |protocol, io| protocol.read(io));
         if let Poll::Ready(Err(err)) = self.poll_write_pending(cx) {
             return Poll::Ready(Some(Err(WsError::Io(err))));

@@ -1,0 +1,404 @@
+//! One connection's life with the hub, written once for every transport, as
+//! mini-redis has one `Handler`: greet, then wait for input, a hub event or
+//! the timer; parse, ask the session, write what comes back; say goodbye.
+//! A transport only says how it frames and writes ([`Wire`]): a raw TCP line
+//! client ([`crate::transport::line`]) or a WebSocket ([`crate::transport::ws`]).
+//!
+//! Every input a client sends counts against its rate limit, whatever it is
+//! (a request, a malformed line, a binary WebSocket message). Every write
+//! races the hub's kick, so a peer that stops reading cannot hold its task:
+//! the hub kicks it when its queue fills. Replies are written before the
+//! events queued after them, and a `join` with `since` replays its stored
+//! messages, a page at a time, before any live one (docs/PROTOCOL.md 5.2).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use crate::error::{Error, Result};
+use crate::hub::Traffic;
+use crate::hub::event::{Event, Format, Outgoing};
+use crate::hub::queue::{Inbox, Kick, Next};
+use crate::hub::session::{Request, Session};
+use crate::protocol::{self, Input, line};
+use crate::transport::Counters;
+
+/// How a transport moves one client's bytes: the only part of a connection
+/// that differs between a line client and a WebSocket.
+pub trait Wire {
+    /// Waits for the next input from the peer, counting the bytes read in
+    /// `traffic`. Cancel-safe: when another wake-up wins the race, nothing
+    /// read is lost.
+    fn receive(&mut self, traffic: &Traffic) -> impl Future<Output = Received> + Send;
+
+    /// Writes `events` in `format` and flushes them; the bytes written.
+    fn send(
+        &mut self,
+        events: &[Arc<Outgoing>],
+        format: Format,
+    ) -> impl Future<Output = Result<usize>> + Send;
+
+    /// Sends a keep-alive ping, where the transport has one.
+    fn ping(&mut self) -> impl Future<Output = Result<()>> + Send;
+
+    /// Writes `last`, then says `goodbye` the transport's way and closes,
+    /// bounded in time (the peer may not be reading). After a [`Received::End`]
+    /// or [`Received::Failed`], `goodbye` is [`Goodbye::Done`].
+    fn close(
+        &mut self,
+        last: &[Arc<Outgoing>],
+        format: Format,
+        goodbye: Goodbye,
+    ) -> impl Future<Output = ()> + Send;
+}
+
+/// One input from the peer.
+#[derive(Debug)]
+pub enum Received {
+    /// A line, or a WebSocket text message.
+    Text(String),
+    /// Input refused with this error (over-long, not UTF-8, binary).
+    Refused(Event),
+    /// Nothing to act on (a ping or pong).
+    Nothing,
+    /// The peer is done sending (a half-close, a close frame).
+    End,
+    /// The connection broke.
+    Failed(Error),
+}
+
+/// Why the server ends a connection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Goodbye {
+    /// The server is shutting down.
+    ServerStopping,
+    /// The client did not read its events fast enough; this many were queued.
+    TooSlow {
+        /// The queue's capacity.
+        queued: usize,
+    },
+    /// Nothing went either way for this long.
+    Idle(Duration),
+    /// The client asked to leave or finished sending.
+    Done,
+}
+
+/// How connections of one transport behave.
+#[derive(Clone, Debug)]
+pub struct Lifecycle {
+    /// Close a connection after this long without traffic either way.
+    pub idle_timeout: Duration,
+    /// Ping this often, for transports that ping.
+    pub ping_interval: Option<Duration>,
+    /// What `/metrics` counts of these connections.
+    pub counters: Counters,
+}
+
+/// Whether the connection goes on after a reaction.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Flow {
+    Continue,
+    Stop,
+}
+
+/// What woke the connection up.
+enum Wake {
+    Received(Received),
+    Hub(Next),
+    Ping,
+    Idle,
+}
+
+/// One client's connection to the hub.
+pub struct Connection<W> {
+    wire: W,
+    session: Session,
+    events: Inbox,
+    format: Format,
+    lifecycle: Arc<Lifecycle>,
+    /// When the last bytes went either way.
+    last_traffic: Instant,
+}
+
+impl<W: Wire + Send> Connection<W> {
+    /// A connection over `wire` for the registered `session`, speaking `format`.
+    pub fn new(
+        wire: W,
+        (session, events): (Session, Inbox),
+        format: Format,
+        lifecycle: Arc<Lifecycle>,
+    ) -> Self {
+        Self {
+            wire,
+            session,
+            events,
+            format,
+            lifecycle,
+            last_traffic: Instant::now(),
+        }
+    }
+
+    /// The connection's life: the welcome and the `greeting` requests, the
+    /// conversation, then out of the hub. The future's error is what broke
+    /// the connection.
+    ///
+    /// Not an `async fn`: its parameters would be stored in the future for
+    /// the connection's whole life, and every idle client would pay. The
+    /// greeting runs in a boxed future of its own that hands the connection
+    /// back, so the long-lived future holds neither the greeting nor a
+    /// second copy of the connection.
+    pub fn run(self, greeting: Vec<Request>) -> impl Future<Output = Result<()>> + Send {
+        let greeted = Box::pin(self.greeted(greeting));
+        async move {
+            let (mut connection, greeted) = greeted.await;
+            let outcome = match greeted {
+                Ok(()) => connection.converse().await,
+                Err(err) => Err(err),
+            };
+            connection.session.disconnect();
+            outcome
+        }
+    }
+
+    /// The connection after its greeting, and how the greeting went.
+    async fn greeted(mut self, greeting: Vec<Request>) -> (Self, Result<()>) {
+        let outcome = self.greet(greeting).await;
+        (self, outcome)
+    }
+
+    /// Answers input and forwards events until the connection ends.
+    ///
+    /// Only the wait lives in this future; each reaction is boxed while it
+    /// runs. A future is as big as its biggest state, and every idle client
+    /// pays for that size.
+    async fn converse(&mut self) -> Result<()> {
+        let mut next_ping = self
+            .lifecycle
+            .ping_interval
+            .map(|every| Instant::now() + every);
+        let timer = tokio::time::sleep_until(self.timer_due(next_ping));
+        tokio::pin!(timer);
+        loop {
+            let wake = tokio::select! {
+                biased;
+                received = self.wire.receive(self.events.traffic()) => Wake::Received(received),
+                next = self.events.next() => Wake::Hub(next),
+                () = &mut timer => {
+                    let due = self.on_timer(&mut next_ping);
+                    timer.as_mut().reset(self.timer_due(next_ping));
+                    match due {
+                        Some(wake) => wake,
+                        None => continue,
+                    }
+                }
+            };
+            if Box::pin(self.react(wake)).await? == Flow::Stop {
+                return Ok(());
+            }
+        }
+    }
+
+    /// The welcome, then the requests the connection starts with (the join
+    /// of the first room, a nick from the URL).
+    async fn greet(&mut self, greeting: Vec<Request>) -> Result<()> {
+        let mut replies = vec![Outgoing::new(self.session.welcome())];
+        for request in greeting {
+            replies.extend(self.session.handle(request).await);
+        }
+        self.respond(replies).await
+    }
+
+    /// When the connection's one timer has to fire: at the next ping or at
+    /// the end of the idle timeout, whichever is first. One timer rather
+    /// than two spares every client a second `Sleep`, and it is not moved on
+    /// every message (traffic only pushes the idle deadline it is checked against).
+    fn timer_due(&self, next_ping: Option<Instant>) -> Instant {
+        let idle_at = self.last_traffic + self.lifecycle.idle_timeout;
+        next_ping.map_or(idle_at, |ping| ping.min(idle_at))
+    }
+
+    /// What the timer firing means now: the idle timeout, a ping due (the
+    /// next one scheduled), or nothing (traffic moved the idle deadline).
+    fn on_timer(&self, next_ping: &mut Option<Instant>) -> Option<Wake> {
+        let now = Instant::now();
+        if now >= self.last_traffic + self.lifecycle.idle_timeout {
+            return Some(Wake::Idle);
+        }
+        match (*next_ping, self.lifecycle.ping_interval) {
+            (Some(due), Some(every)) if now >= due => {
+                *next_ping = Some(now + every);
+                Some(Wake::Ping)
+            }
+            _ => None,
+        }
+    }
+
+    /// Acts on what woke the connection up.
+    async fn react(&mut self, wake: Wake) -> Result<Flow> {
+        let flow = match wake {
+            Wake::Hub(Next::Kicked(reason)) => {
+                self.goodbye(reason).await;
+                Flow::Stop
+            }
+            Wake::Hub(Next::Closed) => Flow::Stop,
+            Wake::Hub(Next::Event(first)) => {
+                self.send(vec![first]).await?;
+                Flow::Continue
+            }
+            Wake::Received(received) => self.on_input(received).await?,
+            Wake::Ping => {
+                self.wire.ping().await?;
+                return Ok(Flow::Continue);
+            }
+            Wake::Idle => {
+                let goodbye = Goodbye::Idle(self.lifecycle.idle_timeout);
+                self.wire.close(&[], self.format, goodbye).await;
+                Flow::Stop
+            }
+        };
+        self.last_traffic = Instant::now();
+        Ok(flow)
+    }
+
+    /// Handles one input from the peer.
+    async fn on_input(&mut self, received: Received) -> Result<Flow> {
+        let text = match received {
+            Received::Text(text) => text,
+            Received::Refused(error) => {
+                self.lifecycle.counters.requests.increment(1);
+                let reply = self.admitted(error);
+                self.send(vec![Outgoing::new(reply)]).await?;
+                return Ok(Flow::Continue);
+            }
+            Received::Nothing => return Ok(Flow::Continue),
+            Received::End => {
+                // Flush what is queued, then close as the peer did.
+                self.send(Vec::new()).await?;
+                self.wire.close(&[], self.format, Goodbye::Done).await;
+                return Ok(Flow::Stop);
+            }
+            Received::Failed(err) => {
+                // Write out what the wire queued to say why (a close frame).
+                self.wire.close(&[], self.format, Goodbye::Done).await;
+                return Err(err);
+            }
+        };
+        self.lifecycle.counters.requests.increment(1);
+        let replies = match protocol::parse(self.format, &text) {
+            Ok(Input::Request(request)) => match self.session.admit(&request.reference) {
+                Some(limited) => vec![Outgoing::new(limited)],
+                None => self.session.handle(request).await,
+            },
+            Ok(Input::Nothing) => return Ok(Flow::Continue),
+            Ok(Input::Quit) => {
+                let bye = Outgoing::new(Event::Notice("bye".into()));
+                self.wire.close(&[bye], self.format, Goodbye::Done).await;
+                return Ok(Flow::Stop);
+            }
+            Ok(other) => match self.session.admit(&None) {
+                Some(limited) => vec![Outgoing::new(limited)],
+                None => self.answer(other),
+            },
+            Err(error) => vec![Outgoing::new(self.admitted(error))],
+        };
+        self.respond(replies).await?;
+        Ok(Flow::Continue)
+    }
+
+    /// The answer to a line client's own commands.
+    fn answer(&mut self, input: Input) -> Vec<Arc<Outgoing>> {
+        match input {
+            Input::Help => line::HELP
+                .iter()
+                .map(|l| Outgoing::new(Event::Notice((*l).to_string())))
+                .collect(),
+            Input::SwitchToJson => {
+                self.format = Format::Json;
+                vec![Outgoing::new(self.session.welcome())]
+            }
+            Input::Auth(_) => vec![Outgoing::new(Event::Notice("already let in".into()))],
+            Input::Request(_) | Input::Nothing | Input::Quit => Vec::new(),
+        }
+    }
+
+    /// An error reply, unless the input it answers is over the rate limit
+    /// (then the rate limit's error).
+    fn admitted(&mut self, error: Event) -> Event {
+        let reference = match &error {
+            Event::Error { reference, .. } => reference.clone(),
+            _ => None,
+        };
+        self.session.admit(&reference).unwrap_or(error)
+    }
+
+    /// Writes `replies`, then the stored messages a `join` with `since`
+    /// replays, then what is queued: nothing live overtakes the replay.
+    async fn respond(&mut self, replies: Vec<Arc<Outgoing>>) -> Result<()> {
+        if !self.session.replaying() {
+            return self.send(replies).await;
+        }
+        self.send_only(replies).await?;
+        while let Some(page) = self.session.replay_page().await {
+            self.send_only(page).await?;
+        }
+        self.send(Vec::new()).await
+    }
+
+    /// Writes `events` followed by whatever is queued already, in one go.
+    async fn send(&mut self, mut events: Vec<Arc<Outgoing>>) -> Result<()> {
+        self.events.take_queued(&mut events);
+        self.send_only(events).await
+    }
+
+    /// Writes `events`, giving up if the hub kicks the connection meanwhile.
+    async fn send_only(&mut self, events: Vec<Arc<Outgoing>>) -> Result<()> {
+        if events.is_empty() {
+            return Ok(());
+        }
+        tokio::select! {
+            biased;
+            _ = self.events.kicked() => Ok(()),
+            written = self.wire.send(&events, self.format) => {
+                self.events.traffic().sent(written?);
+                self.lifecycle.counters.events_sent.increment(events.len() as u64);
+                Ok(())
+            }
+        }
+    }
+
+    /// Leaves the hub at once (the room hears of it now, not after the
+    /// goodbye), then tells the client why it is closed: the server is
+    /// stopping (after what was queued for it before the stop), or it could
+    /// not keep up with its queue.
+    async fn goodbye(&mut self, reason: Kick) {
+        self.session.disconnect();
+        let (last, goodbye) = match reason {
+            Kick::ServerStopping => (self.events.take_remaining(), Goodbye::ServerStopping),
+            Kick::TooSlow => {
+                let queued = self.events.capacity();
+                (Vec::new(), Goodbye::TooSlow { queued })
+            }
+        };
+        self.wire.close(&last, self.format, goodbye).await;
+    }
+}
+#[cfg(test)]
+mod size_probe {
+    #[test]
+    fn probe() {
+        use crate::transport::ws::WsWire;
+        use crate::transport::line::LineWire;
+        eprintln!("session {}", size_of::<crate::hub::session::Session>());
+        eprintln!("conn ws {}", size_of::<super::Connection<WsWire>>());
+        eprintln!("conn line {}", size_of::<super::Connection<LineWire<tokio::net::TcpStream>>>());
+        eprintln!("sleep {}", size_of::<tokio::time::Sleep>());
+        eprintln!("req {}", size_of::<crate::hub::session::Request>());
+        fn rs2<A, B, R>(_f: fn(A, B) -> R) -> usize { size_of::<R>() }
+        fn rs3<A, B, C, R>(_f: fn(A, B, C) -> R) -> usize { size_of::<R>() }
+        eprintln!("ws receive {}", rs2::<&'static mut WsWire, &'static crate::hub::Traffic, _>(<WsWire as super::Wire>::receive));
+        eprintln!("line receive {}", rs2::<&'static mut LineWire<tokio::net::TcpStream>, &'static crate::hub::Traffic, _>(<LineWire<tokio::net::TcpStream> as super::Wire>::receive));
+        eprintln!("inbox next {}", rs2::<&'static crate::hub::queue::Inbox, (), _>(|i, ()| i.next()));
+        let _ = rs3::<(), (), (), ()>(|(), (), ()| ());
+    }
+}
