@@ -66,7 +66,8 @@ pub enum Committed {
 /// with each room's messages in id order, every id once and none skipped
 /// (an engine whose messages arrive from elsewhere fills gaps first), and
 /// with direct messages in id order. It calls it *before* resolving the
-/// senders' receipts, so a sender sees its own message no later than its ack.
+/// senders' receipts: by the time a sender learns its id, the message is
+/// queued to every member, itself included, and written right after the ack.
 pub trait Deliver: Send + Sync + 'static {
     /// Fans out `committed`, in order.
     fn deliver(&self, committed: &[Committed]);

@@ -273,9 +273,10 @@ impl<W: Wire + Send> Connection<W> {
             }
             Received::Nothing => return Ok(Flow::Continue),
             Received::End => {
-                // Flush what is queued, then close as the peer did.
-                self.send(Vec::new()).await?;
-                self.wire.close(&[], self.format, Goodbye::Done).await;
+                // What is queued still goes out (a half-closed line client
+                // reads on), then the connection closes as the peer did.
+                let last = self.events.take_remaining();
+                self.wire.close(&last, self.format, Goodbye::Done).await;
                 return Ok(Flow::Stop);
             }
             Received::Failed(err) => {
@@ -381,24 +382,5 @@ impl<W: Wire + Send> Connection<W> {
             }
         };
         self.wire.close(&last, self.format, goodbye).await;
-    }
-}
-#[cfg(test)]
-mod size_probe {
-    #[test]
-    fn probe() {
-        use crate::transport::ws::WsWire;
-        use crate::transport::line::LineWire;
-        eprintln!("session {}", size_of::<crate::hub::session::Session>());
-        eprintln!("conn ws {}", size_of::<super::Connection<WsWire>>());
-        eprintln!("conn line {}", size_of::<super::Connection<LineWire<tokio::net::TcpStream>>>());
-        eprintln!("sleep {}", size_of::<tokio::time::Sleep>());
-        eprintln!("req {}", size_of::<crate::hub::session::Request>());
-        fn rs2<A, B, R>(_f: fn(A, B) -> R) -> usize { size_of::<R>() }
-        fn rs3<A, B, C, R>(_f: fn(A, B, C) -> R) -> usize { size_of::<R>() }
-        eprintln!("ws receive {}", rs2::<&'static mut WsWire, &'static crate::hub::Traffic, _>(<WsWire as super::Wire>::receive));
-        eprintln!("line receive {}", rs2::<&'static mut LineWire<tokio::net::TcpStream>, &'static crate::hub::Traffic, _>(<LineWire<tokio::net::TcpStream> as super::Wire>::receive));
-        eprintln!("inbox next {}", rs2::<&'static crate::hub::queue::Inbox, (), _>(|i, ()| i.next()));
-        let _ = rs3::<(), (), (), ()>(|(), (), ()| ());
     }
 }

@@ -136,13 +136,15 @@ impl Wire for WsWire {
     }
 
     async fn close(&mut self, last: &[Arc<Outgoing>], _format: Format, goodbye: Goodbye) {
-        let _ = tokio::time::timeout(CLOSE_TIMEOUT, feed_all(&mut self.socket, last)).await;
+        if goodbye != Goodbye::Done {
+            // After the peer's close frame nothing more may be sent.
+            let _ = tokio::time::timeout(CLOSE_TIMEOUT, feed_all(&mut self.socket, last)).await;
+        }
         let close = match goodbye {
             Goodbye::ServerStopping => Some((CloseCode::Away, "server shutting down")),
             Goodbye::TooSlow { .. } => Some((CloseCode::Policy, "too slow to keep up")),
             Goodbye::Idle(_) => Some((CloseCode::Normal, "idle timeout")),
-            // The peer closed (tungstenite queued the reply), or a failed
-            // read queued a close frame: written out below.
+            // The peer closed, or a failed read queued a close frame.
             Goodbye::Done => None,
         };
         if let Some((code, reason)) = close {
@@ -153,6 +155,9 @@ impl Wire for WsWire {
             let closing = self.socket.send(Message::Close(Some(frame)));
             let _ = tokio::time::timeout(CLOSE_TIMEOUT, closing).await;
         }
+        // tungstenite hands over a queued close frame (or its reply to the
+        // peer's) on a flush.
+        let _ = tokio::time::timeout(CLOSE_TIMEOUT, self.socket.flush()).await;
         websocket::write_out(&mut self.socket).await;
     }
 }
