@@ -1,4 +1,4 @@
-//! `serve --token` and `--admin-token` (SPEC 5.5): line clients send
+//! `serve --token` and `--admin-token` (docs/PROTOCOL.md 5.5): line clients send
 //! `/auth T` before anything else, HTTP clients `Authorization: Bearer T`,
 //! WebSocket clients `/ws?token=T`; the diary needs the admin token.
 

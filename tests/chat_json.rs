@@ -1,5 +1,5 @@
 //! `switchboard serve`: the JSON protocol through `/json`, ordering and replay
-//! guarantees (SPEC 5.2, 5.4), and many clients at once.
+//! guarantees (docs/PROTOCOL.md 5.2, 5.4), and many clients at once.
 
 use std::collections::HashSet;
 use std::io::{BufRead, BufReader, Write};

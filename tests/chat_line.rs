@@ -1,4 +1,4 @@
-//! `switchboard serve` with line clients: the conversation of SPEC 5.1 to the
+//! `switchboard serve` with line clients: the conversation of docs/PROTOCOL.md 5.1 to the
 //! letter, every kind of bad input, and the protections of 5.5.
 
 use std::io::{Read, Write};

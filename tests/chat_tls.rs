@@ -1,4 +1,4 @@
-//! `serve` over TLS (SPEC 5.5): line, HTTP and WebSocket clients on one port,
+//! `serve` over TLS (docs/PROTOCOL.md 5.5): line, HTTP and WebSocket clients on one port,
 //! each through a real TLS client (`openssl s_client`, curl, Python
 //! `websockets`), with certificates made at startup or loaded from files.
 

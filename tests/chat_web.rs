@@ -1,4 +1,4 @@
-//! `switchboard serve` for browsers and curl (SPEC 5.3, 5.2 over WebSocket):
+//! `switchboard serve` for browsers and curl (docs/PROTOCOL.md 5.3, 5.2 over WebSocket):
 //! every HTTP endpoint and error through curl, WebSocket clients from Python
 //! and Node chatting with `nc` and curl, recovery with `since`, and abuse.
 

@@ -1,4 +1,4 @@
-//! Access tokens (SPEC 5.5): `--token` lets clients in (HTTP
+//! Access tokens (docs/PROTOCOL.md 5.5): `--token` lets clients in (HTTP
 //! `Authorization: Bearer T`, `/ws?token=T`, a line client's `/auth T`), and
 //! `--admin-token` guards the file-descriptor diary. Tokens are compared in
 //! constant time, so timing does not tell how much of a guess was right.

@@ -13,6 +13,8 @@ pub mod queue;
 pub mod rate;
 pub mod registry;
 pub mod session;
+#[cfg(test)]
+mod tests;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

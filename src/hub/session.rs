@@ -10,7 +10,6 @@
 //! first and live ones after, with no gap and nothing twice.
 
 use std::sync::Arc;
-use std::time::Instant;
 
 use crate::hub::event::{ErrorCode, Event, Outgoing, Reference};
 use crate::hub::queue::Inbox;
@@ -125,8 +124,7 @@ impl Session {
             fd,
             nick,
             rooms: Vec::new(),
-            bucket: (limits.rate > 0.0)
-                .then(|| TokenBucket::new(limits.rate, limits.burst, Instant::now())),
+            bucket: (limits.rate > 0.0).then(|| TokenBucket::new(limits.rate, limits.burst, now())),
             max_text: limits.max_text,
             replay: None,
             hub,
@@ -166,7 +164,7 @@ impl Session {
     /// Counts one input against the rate limit; the error to send when it is over.
     pub fn admit(&mut self, reference: &Reference) -> Option<Event> {
         let bucket = self.bucket.as_mut()?;
-        if bucket.try_take(Instant::now()) {
+        if bucket.try_take(now()) {
             return None;
         }
         Some(Event::error(
@@ -451,4 +449,9 @@ fn hub_error(error: HubError, reference: &Reference) -> Event {
         HubError::Gone => ErrorCode::Internal,
     };
     Event::error(code, error.to_string(), reference.clone())
+}
+
+/// Now, on tokio's clock (which tests pause and move by hand).
+fn now() -> std::time::Instant {
+    tokio::time::Instant::now().into_std()
 }

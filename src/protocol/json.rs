@@ -1,4 +1,4 @@
-//! The JSON protocol (SPEC 5.2), spoken over WebSocket and by line clients
+//! The JSON protocol (docs/PROTOCOL.md 5.2), spoken over WebSocket and by line clients
 //! after `/json`: one object per message. Parsing turns an object into a
 //! request or into the `error` to send back; encoding writes events.
 

@@ -1,4 +1,4 @@
-//! The line protocol of `nc` users (SPEC 5.1): parsing a typed line into a
+//! The line protocol of `nc` users (docs/PROTOCOL.md 5.1): parsing a typed line into a
 //! request, and writing events as the lines people read.
 //!
 //! What the server writes, one per line: `[#room] nick: text` (a message),

@@ -1,4 +1,4 @@
-//! Telling clients apart on one port by their first bytes (SPEC 5): a TLS
+//! Telling clients apart on one port by their first bytes (docs/PROTOCOL.md 5): a TLS
 //! ClientHello, an HTTP request line, or anything else (a line client). A
 //! client that sends nothing for 250 ms is a line client: `nc` users wait for
 //! the server to speak first.

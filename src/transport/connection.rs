@@ -384,3 +384,165 @@ impl<W: Wire + Send> Connection<W> {
         self.wire.close(&last, self.format, goodbye).await;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use bytes::BytesMut;
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, DuplexStream, Lines};
+
+    use crate::hub::session::Limits;
+    use crate::hub::{Hub, HubConfig};
+    use crate::log::memory::MemoryLog;
+    use crate::log::{MessageLog, Retention};
+    use crate::model::RoomName;
+    use crate::net::accept::Peer;
+    use crate::transport::Counters;
+    use crate::transport::connection::Lifecycle;
+    use crate::transport::line::{self, LineConfig};
+
+    /// How long a client may stay silent in these tests.
+    const IDLE: Duration = Duration::from_secs(300);
+
+    /// A line client of a hub served over an in-memory pipe: what it reads,
+    /// how it writes, and the connection's task.
+    struct Client {
+        lines: Lines<BufReader<tokio::io::ReadHalf<DuplexStream>>>,
+        writer: tokio::io::WriteHalf<DuplexStream>,
+        task: tokio::task::JoinHandle<crate::error::Result<()>>,
+    }
+
+    impl Client {
+        /// Connects a line client to `hub` with queues of `queue` events.
+        fn connect(hub: &Hub) -> Self {
+            let (ours, theirs) = tokio::io::duplex(64 * 1024);
+            let config = LineConfig {
+                max_line: 1024,
+                limits: Limits {
+                    rate: 0.0,
+                    burst: 1,
+                    max_text: 1024,
+                },
+                default_room: RoomName::parse("lobby").unwrap(),
+                lifecycle: std::sync::Arc::new(Lifecycle {
+                    idle_timeout: IDLE,
+                    ping_interval: None,
+                    counters: Counters::of("tcp"),
+                }),
+            };
+            let peer = Peer {
+                addr: "127.0.0.1:50000".parse().unwrap(),
+                fd: 9,
+            };
+            let task = tokio::spawn(line::serve(
+                theirs,
+                BytesMut::new(),
+                peer,
+                hub.clone(),
+                &config,
+            ));
+            let (reader, writer) = tokio::io::split(ours);
+            Self {
+                lines: BufReader::new(reader).lines(),
+                writer,
+                task,
+            }
+        }
+
+        /// The next line from the server; `None` once it closed.
+        async fn line(&mut self) -> Option<String> {
+            self.lines.next_line().await.unwrap()
+        }
+
+        /// Sends one line.
+        async fn send(&mut self, line: &str) {
+            self.writer
+                .write_all(format!("{line}\n").as_bytes())
+                .await
+                .unwrap();
+        }
+    }
+
+    async fn hub(queue: usize) -> Hub {
+        let log: std::sync::Arc<dyn MessageLog> =
+            std::sync::Arc::new(MemoryLog::new(Retention::default()));
+        let config = HubConfig {
+            presence_limit: 100,
+            queue,
+        };
+        Hub::open(log, config).await.unwrap()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_silent_client_is_closed_after_the_idle_timeout_and_not_before() {
+        let hub = hub(16).await;
+        let mut client = Client::connect(&hub);
+        assert_eq!(
+            client.line().await.unwrap(),
+            "* welcome guest-1 (fd 9) - type /help"
+        );
+        assert_eq!(client.line().await.unwrap(), "* guest-1 joined #lobby");
+        tokio::time::advance(IDLE / 2).await;
+        client.send("/rooms").await;
+        assert_eq!(client.line().await.unwrap(), "* rooms: #lobby (1)");
+        let spoke = tokio::time::Instant::now();
+        assert_eq!(client.line().await.unwrap(), "* closing: idle for 300 s");
+        assert!(spoke.elapsed() >= IDLE, "traffic moved the deadline");
+        assert_eq!(client.line().await, None);
+        client.task.await.unwrap().unwrap();
+        assert_eq!(hub.who(&RoomName::parse("lobby").unwrap()), []);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_client_that_stops_reading_is_told_it_was_too_slow() {
+        let hub = hub(4).await;
+        let mut slow = Client::connect(&hub);
+        let mut talker = Client::connect(&hub);
+        for _ in 0..2 {
+            slow.line().await.unwrap();
+        }
+        // The slow client reads nothing more while the talker floods the room
+        // through a pipe the size of a few lines, so its queue fills.
+        let flood = "x".repeat(1000);
+        for _ in 0..200 {
+            talker.send(&flood).await;
+            while let Some(line) = talker.line().await {
+                if line.starts_with("[#lobby] guest-2") {
+                    break;
+                }
+            }
+            if slow.task.is_finished() {
+                break;
+            }
+        }
+        let mut last = String::new();
+        while let Some(line) = slow.line().await {
+            last = line;
+        }
+        assert_eq!(
+            last,
+            "* disconnected: too slow to keep up (4 events queued)"
+        );
+        talker.send("/who").await;
+        assert_eq!(talker.line().await.unwrap(), "* #lobby (1): guest-2");
+    }
+
+    #[tokio::test]
+    async fn a_half_closed_client_gets_its_last_line_answered_then_the_end() {
+        let hub = hub(16).await;
+        let mut client = Client::connect(&hub);
+        for _ in 0..2 {
+            client.line().await.unwrap();
+        }
+        client
+            .writer
+            .write_all(b"/nick alice\nhello")
+            .await
+            .unwrap();
+        client.writer.shutdown().await.unwrap();
+        assert_eq!(client.line().await.unwrap(), "* you are now known as alice");
+        assert_eq!(client.line().await.unwrap(), "[#lobby] alice: hello");
+        assert_eq!(client.line().await, None);
+    }
+}

@@ -1,4 +1,4 @@
-//! Short-lived HTTP clients (SPEC 5.3) and the WebSocket upgrade at `/ws`:
+//! Short-lived HTTP clients (docs/PROTOCOL.md 5.3) and the WebSocket upgrade at `/ws`:
 //! an axum router over one accepted connection, with JSON errors everywhere.
 //!
 //! `GET /` the browser page, `/healthz`, `/metrics` (Prometheus text),
@@ -116,7 +116,7 @@ where
         })
 }
 
-/// The JSON error body of SPEC 5.3 with its status.
+/// The JSON error body of docs/PROTOCOL.md 5.3 with its status.
 pub fn api_error(status: StatusCode, code: &str, message: impl Into<String>) -> Response {
     let body = json!({"error": {"code": code, "message": message.into()}});
     (status, Json(body)).into_response()

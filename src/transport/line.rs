@@ -73,6 +73,7 @@ pub fn serve<S: AsyncRead + AsyncWrite + Unpin + Send>(
         input,
         framer: LineFramer::new(config.max_line),
         ended: false,
+        mid_line: false,
     };
     let session = Session::open(hub, info, config.limits);
     let connection = Connection::new(wire, session, Format::Line, Arc::clone(&config.lifecycle));
@@ -94,6 +95,8 @@ pub struct LineWire<S> {
     framer: LineFramer,
     /// The peer half-closed: no more reads.
     ended: bool,
+    /// A write was cut short: the peer may have half a line.
+    mid_line: bool,
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin + Send> Wire for LineWire<S> {
@@ -107,7 +110,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Wire for LineWire<S> {
     async fn send(&mut self, events: &[Arc<Outgoing>], format: Format) -> Result<usize> {
         let bytes = encode(events, format);
         if !bytes.is_empty() {
+            // Cleared only when the write completes: one cut short by the
+            // hub's kick may have left half a line behind.
+            self.mid_line = true;
             write_all_now(&mut self.stream, &bytes).await?;
+            self.mid_line = false;
         }
         Ok(bytes.len())
     }
@@ -125,7 +132,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Wire for LineWire<S> {
             Goodbye::Idle(timeout) => Some(format!("closing: idle for {} s", timeout.as_secs())),
             Goodbye::Done => None,
         };
-        let mut bytes = encode(last, format);
+        let mut bytes = Vec::new();
+        if self.mid_line {
+            // End the line a cut-short write left open, so the goodbye reads whole.
+            bytes.push(b'\n');
+        }
+        bytes.extend_from_slice(&encode(last, format));
         if let Some(notice) = notice {
             bytes.extend_from_slice(&encode(&[Outgoing::new(Event::Notice(notice))], format));
         }

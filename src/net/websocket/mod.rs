@@ -43,7 +43,7 @@ const WRITE_OUT_TIMEOUT: Duration = Duration::from_secs(1);
 /// in one read, so a bigger message costs copies, not system calls.
 const READ_BUFFER: usize = 128;
 
-/// How long a client gets to send its request head (SPEC 5.5: within 10 s).
+/// How long a client gets to send its request head (docs/PROTOCOL.md 5.5: within 10 s).
 pub const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Serves HTTP/1.1 on one connection with `service`, allowing upgrades and
