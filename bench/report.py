@@ -69,8 +69,8 @@ def median_cost(runs):
 
 def load(path):
     """Echo results keyed by (server, conns, size), combined over rounds; chat
-    runs by server (all rounds); idle results keyed by server."""
-    runs, chat, idle = {}, {}, {}
+    and publish runs by label (all rounds); idle results keyed by server."""
+    runs, chat, publish, idle = {}, {}, {}, {}
     with open(path) as results:
         for line in results:
             record = json.loads(line)
@@ -80,9 +80,11 @@ def load(path):
                 runs.setdefault(key, []).append(result)
             elif result["mode"] == "chat":
                 chat.setdefault(record["server"], []).append(result)
+            elif result["mode"] == "publish":
+                publish.setdefault(record["server"], []).append(result)
             else:
                 idle[record["server"]] = result
-    return {key: combine(group) for key, group in runs.items()}, chat, idle
+    return {key: combine(group) for key, group in runs.items()}, chat, publish, idle
 
 
 def chat_median(runs):
@@ -111,6 +113,109 @@ def chat_table(chat):
             f"{fmt_steal(r.get('steal_percent'))} |"
         )
     return "\n".join(lines)
+
+
+# bench/run.sh labels publish runs publish-{engine}{-ws}{-open}: the engine
+# (`serve --memory`, or SQLite in `--data DIR`), line clients or WebSockets,
+# and the closed loop (full speed) or the open loop (`--rate`).
+PUBLISH_ENGINES = (("memory", "--memory"), ("sqlite", "SQLite"))
+PUBLISH_CASES = (("", "line", "full speed"), ("-ws", "WebSocket", "full speed"),
+                 ("-open", "line", "open loop"), ("-ws-open", "WebSocket", "open loop"))
+# The long run (BENCH_PUBLISH_MESSAGES): SQLite only.
+PUBLISH_LONG = "publish-sqlite-long"
+
+
+def publish_median(runs):
+    """The median publish run: by acknowledged rate at full speed, by p99
+    latency in the open loop; with the median CPU per message and the errors
+    of every run."""
+    open_loop = runs[0].get("offered_per_sec") is not None
+    key = (lambda r: r["latency"]["p99_us"]) if open_loop else (lambda r: r["acked_per_sec"])
+    runs = sorted(runs, key=key)
+    result = dict(runs[len(runs) // 2])
+    result["acked_per_sec"] = median([r["acked_per_sec"] for r in runs])
+    result["server"] = dict(result.get("server") or {}, **median_cost(runs))
+    result["runs"] = len(runs)
+    result["errors"] = sum(r["errors"] for r in runs)
+    codes = {}
+    for r in runs:
+        for code, count in (r.get("error_codes") or {}).items():
+            codes[code] = codes.get(code, 0) + count
+    result["error_codes"] = codes
+    return result
+
+
+def publish_cases(publish):
+    """Per case present: (suffix, transport, load, {engine: median run})."""
+    cases = []
+    for suffix, transport, load in PUBLISH_CASES:
+        engines = {e: publish_median(publish[f"publish-{e}{suffix}"])
+                   for e, _ in PUBLISH_ENGINES if f"publish-{e}{suffix}" in publish}
+        if engines:
+            cases.append((suffix, transport, load, engines))
+    return cases
+
+
+def publish_setup(publish):
+    """How many publishers in how many rooms, as the runs had them."""
+    runs = [r for label, group in publish.items() if label != PUBLISH_LONG for r in group]
+    if not runs:
+        return "publishers spread over rooms"
+    return f"{runs[0]['publishers']} publishers spread over {runs[0]['rooms']} rooms"
+
+
+def fmt_errors(result):
+    codes = result.get("error_codes") or {}
+    detail = ", ".join(f"{code} {count}" for code, count in sorted(codes.items()))
+    return f"{result['errors']}" + (f" ({detail})" if detail else "")
+
+
+def publish_table(publish):
+    lines = [
+        "| transport | load | engine | runs | acked/s | SQLite / memory | p50 | p99 | p99 of each run | server CPU/msg (kernel) | errors |",
+        "|---|---|---|---:|---:|---:|---:|---:|---|---:|---|",
+    ]
+    for suffix, transport, load, engines in publish_cases(publish):
+        offered = next(iter(engines.values())).get("offered_per_sec")
+        if offered is not None:
+            load = f"{offered:,.0f} msg/s"
+        memory, sqlite = engines.get("memory"), engines.get("sqlite")
+        for engine, name in PUBLISH_ENGINES:
+            r = engines.get(engine)
+            if r is None:
+                continue
+            lat = r["latency"]
+            versus = "n/a"
+            if engine == "sqlite" and memory and sqlite:
+                versus = f"{ratio(sqlite['acked_per_sec'], memory['acked_per_sec']):.2f}x"
+            each = ", ".join(us(x["latency"]["p99_us"]) for x in publish[f"publish-{engine}{suffix}"])
+            lines.append(
+                f"| {transport} | {load} | {name} | {r['runs']} | {r['acked_per_sec']:,.0f} | {versus} | "
+                f"{us(lat['p50_us'])} | {us(lat['p99_us'])} | {each} | {fmt_cpu(r)} | {fmt_errors(r)} |"
+            )
+    return "\n".join(lines)
+
+
+def publish_long(publish):
+    """The long SQLite run, if there was one: whether memory stayed flat."""
+    runs = publish.get(PUBLISH_LONG)
+    if not runs:
+        return ("Not run (set `BENCH_PUBLISH_MESSAGES`, e.g. 10000000, for a long SQLite run "
+                "that reports the server's memory at its start, end and peak).")
+    r = runs[-1]
+    memory = r.get("server_memory") or {}
+
+    def mib(field):
+        return f"{memory[field] / 1024:,.1f} MiB" if field in memory else "n/a"
+
+    lat = r["latency"]
+    return (
+        f"SQLite, {r['publishers']} publishers in {r['rooms']} rooms at full speed until "
+        f"{r['acked']:,} messages were acknowledged ({r['seconds']:,.0f} s, {r['acked_per_sec']:,.0f} acked/s, "
+        f"p50 {us(lat['p50_us'])}, p99 {us(lat['p99_us'])}, max {us(lat['max_us'])}, errors {fmt_errors(r)}): "
+        f"server RSS {mib('rss_kib_start')} at the start, {mib('rss_kib_end')} at the end, "
+        f"peak {mib('rss_kib_peak')} over {memory.get('samples', 0)} samples (one a second)."
+    )
 
 
 def fmt_steal(percent):
@@ -177,8 +282,8 @@ def ratio_table(echo, subject, references, cases):
     return "\n".join(lines)
 
 
-def targets(echo, chat, idle):
-    """Each benchmark target of issues 3, 4 and 5, with the measured value and whether it was met."""
+def targets(echo, chat, publish, idle):
+    """Each benchmark target, with the measured value and whether it was met."""
     rows = []
 
     def check(name, value, ok):
@@ -252,6 +357,18 @@ def targets(echo, chat, idle):
     if s and s.get("server_bytes_per_connection") is not None:
         per = s["server_bytes_per_connection"]
         check(f"{s['requested']:,} idle WebSockets on `serve`: ≤ 2 KiB server memory each", f"{per:,.0f} B", per <= 2048)
+    for suffix, transport, load, engines in publish_cases(publish):
+        memory, sqlite = engines.get("memory"), engines.get("sqlite")
+        if not sqlite:
+            continue
+        if load == "full speed" and memory:
+            x = ratio(sqlite["acked_per_sec"], memory["acked_per_sec"])
+            check(f"publish ({transport}), full speed: SQLite ≥ 0.8x the --memory acknowledged rate",
+                  f"{x:.2f}x ({sqlite['acked_per_sec']:,.0f} vs {memory['acked_per_sec']:,.0f} msg/s)", x >= 0.8)
+        if load == "open loop":
+            p99 = sqlite["latency"]["p99_us"]
+            check(f"publish ({transport}): p99 ack latency < 5 ms at {sqlite['offered_per_sec']:,.0f} msg/s (SQLite)",
+                  us(p99), p99 < 5_000)
     return "\n".join(["| target | measured | |", "|---|---|---|", *rows])
 
 
@@ -292,7 +409,7 @@ def main():
     parser.add_argument("results")
     parser.add_argument("--command", default="bench/run.sh")
     args = parser.parse_args()
-    echo, chat, idle = load(args.results)
+    echo, chat, publish, idle = load(args.results)
     cases = [(c, s) for c in (1, 50, 500) for s in (64, 4096)]
     raw_servers = ["switchboard", *RAW_REFERENCES]
     print(f"""# Benchmarks
@@ -309,9 +426,9 @@ on which side saturates first. In brackets, the part of it spent in the kernel
 (`stime`): on loopback that includes the receiving side's TCP work for every
 write, a cost any server pays per write, however little it does itself.
 
-## Targets (issues 3, 4 and 5)
+## Targets
 
-{targets(echo, chat, idle)}
+{targets(echo, chat, publish, idle)}
 
 ## Raw echo (`switchboard echo --raw`)
 
@@ -353,6 +470,26 @@ machine's CPU time the hypervisor took during the window (`steal` in
 as latency.
 
 {chat_table(chat)}
+
+## Acknowledged messages: the message log (`bench publish`)
+
+`switchboard bench publish`: {publish_setup(publish)}, speaking the JSON protocol (line clients after `/json`; `WebSocket`
+rows over `/ws`), each `say` carrying a `ref`. The hub acknowledges a message
+only once its log committed it, so this is what the log costs as clients see
+it: `serve --memory` against SQLite (`serve --data DIR`, a fresh directory
+each run), both with `--rate 0` (no per-connection limit), interleaved per
+round. "full speed" is the closed loop (one request in flight per publisher,
+the next sent on its ack): the most the hub acknowledges per second. The open
+loop sends a set rate in all, spread evenly in time, and measures latency
+from each message's scheduled send time to its ack. Publishers are members of
+their rooms, so every message also comes back to every publisher in its room:
+the server's CPU per message includes those deliveries. Errors are error
+replies (e.g. `unavailable` when the log could not commit) and failed
+connections.
+
+{publish_table(publish)}
+
+Long run: {publish_long(publish)}
 
 ## Idle connections
 

@@ -2,8 +2,9 @@
 # The benchmark suite: builds switchboard and the reference servers, runs every
 # server through the same cases in one run, and writes BENCHMARKS.md.
 #
-#   bench/run.sh                               # full run, about 12 minutes
+#   bench/run.sh                               # full run, about 15 minutes
 #   BENCH_ROUNDS=1 BENCH_DURATION=2 bench/run.sh # quicker, noisier
+#   BENCH_PUBLISH_MESSAGES=10000000 bench/run.sh # adds a long SQLite publish run
 #
 # Each server runs pinned to CPU 0 and the load client (`switchboard bench`,
 # single-threaded) to CPU 1, so every server gets the same one core and the
@@ -50,6 +51,8 @@ declare -A SERVERS=(
   [switchboard-chat]="$SB serve --host 127.0.0.1 --port 0"
   [node-chat]="node bench/servers/node_chat.mjs 0"
   [c-epoll-chat]="$OUT/epoll_chat 0"
+  [publish-memory]="$SB serve --host 127.0.0.1 --port 0 --memory --rate 0"
+  [publish-sqlite]="$SB serve --host 127.0.0.1 --port 0 --data $OUT/sqlite-data --rate 0"
 )
 RAW_SERVERS=(switchboard tokio-echo node-raw c-epoll)
 PREFIX_SERVERS=(switchboard-prefix node-tutorial)
@@ -62,6 +65,15 @@ CHAT_CASES=("switchboard-chat line" "switchboard-chat ws" "node-chat line" "node
 CHAT_PACINGS=(spread in-step)
 CHAT_SUBSCRIBERS=${BENCH_CHAT_SUBSCRIBERS:-1000}
 CHAT_RATE=${BENCH_CHAT_RATE:-200}
+# The message log: the hub with its in-memory engine and with SQLite, each at
+# full speed (closed loop) and at a set rate (open loop), over lines and WebSockets.
+PUBLISH_ENGINES=(memory sqlite)
+PUBLISH_TRANSPORTS=(line ws)
+PUBLISH_PUBLISHERS=${BENCH_PUBLISH_PUBLISHERS:-100}
+PUBLISH_ROOMS=${BENCH_PUBLISH_ROOMS:-10}
+PUBLISH_RATE=${BENCH_PUBLISH_RATE:-10000}
+# A long SQLite run until this many messages were acknowledged: off unless set.
+PUBLISH_MESSAGES=${BENCH_PUBLISH_MESSAGES:-}
 
 SERVER_PID=""
 # start_server NAME: runs it on the server CPU, waits for `listening on`, sets PORT.
@@ -148,6 +160,40 @@ for pacing in "${CHAT_PACINGS[@]}"; do
     done
   done
 done
+# start_publish_server ENGINE: the hub with that message log; SQLite always
+# starts from an empty data directory.
+start_publish_server() {
+  if [ "$1" = sqlite ]; then
+    rm -rf "$OUT/sqlite-data"
+  fi
+  start_server "publish-$1"
+}
+for pacing in closed open; do
+  for _ in $(seq "$ROUNDS"); do
+    for transport in "${PUBLISH_TRANSPORTS[@]}"; do
+      for engine in "${PUBLISH_ENGINES[@]}"; do
+        start_publish_server "$engine"
+        label="publish-$engine" target="127.0.0.1:$PORT" flags=()
+        if [ "$transport" = ws ]; then
+          label="$label-ws" target="ws://127.0.0.1:$PORT/ws"
+        fi
+        if [ "$pacing" = open ]; then
+          label="$label-open" flags=(--rate "$PUBLISH_RATE")
+        fi
+        record "$label" publish "$target" --publishers "$PUBLISH_PUBLISHERS" \
+          --rooms "$PUBLISH_ROOMS" --duration "$DURATION" --warmup "$WARMUP" "${flags[@]}"
+        stop_server
+      done
+    done
+  done
+done
+if [ -n "$PUBLISH_MESSAGES" ]; then
+  start_publish_server sqlite
+  record publish-sqlite-long publish "127.0.0.1:$PORT" --publishers "$PUBLISH_PUBLISHERS" \
+    --rooms "$PUBLISH_ROOMS" --messages "$PUBLISH_MESSAGES" --warmup "$WARMUP"
+  stop_server
+fi
+rm -rf "$OUT/sqlite-data"
 for name in "${RAW_SERVERS[@]}"; do
   start_server "$name"
   record "$name" idle "127.0.0.1:$PORT" --conns "$IDLE_CONNS" --hold "$IDLE_HOLD"
@@ -169,6 +215,6 @@ for name in "${CHAT_SERVERS[@]}"; do
 done
 
 python3 bench/report.py "$RESULTS" \
-  --command "BENCH_ROUNDS=$ROUNDS BENCH_DURATION=$DURATION BENCH_WARMUP=$WARMUP BENCH_IDLE_CONNS=$IDLE_CONNS bench/run.sh" \
+  --command "BENCH_ROUNDS=$ROUNDS BENCH_DURATION=$DURATION BENCH_WARMUP=$WARMUP BENCH_IDLE_CONNS=$IDLE_CONNS${PUBLISH_MESSAGES:+ BENCH_PUBLISH_MESSAGES=$PUBLISH_MESSAGES} bench/run.sh" \
   > BENCHMARKS.md
 echo "bench: wrote BENCHMARKS.md" >&2

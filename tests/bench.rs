@@ -417,3 +417,189 @@ fn assert_server_cost_split(report: &Value) {
     let system = server["system_cpu_seconds"].as_f64().unwrap();
     assert!((0.0..=seconds).contains(&system), "{report}");
 }
+
+/// Runs `bench publish` against `target` with `extra` flags (and `--pid`)
+/// and checks what every publish report holds: acks and no errors, latency
+/// percentiles in order, the server's cost and memory.
+fn assert_publish_report(server: &Server, target: &str, extra: &[&str]) -> Value {
+    let pid = server.pid().to_string();
+    let mut args = vec![
+        "bench",
+        "publish",
+        target,
+        "--publishers",
+        "20",
+        "--rooms",
+        "4",
+        "--warmup",
+        "0.2",
+        "--pid",
+        &pid,
+    ];
+    args.extend_from_slice(extra);
+    let report = bench_json(&args);
+    assert_eq!(report["mode"], "publish", "{report}");
+    assert_eq!(report["target"], target, "{report}");
+    assert_eq!(
+        (report["publishers"].clone(), report["rooms"].clone()),
+        (20.into(), 4.into()),
+        "{report}"
+    );
+    assert!(report["acked"].as_u64().unwrap() > 0, "{report}");
+    assert!(report["acked_per_sec"].as_f64().unwrap() > 0.0, "{report}");
+    assert_eq!(report["errors"], 0, "{report}");
+    assert_eq!(report["error_codes"], serde_json::json!({}), "{report}");
+    let latency = &report["latency"];
+    let percentiles: Vec<u64> = ["p50_us", "p90_us", "p99_us", "p999_us", "max_us"]
+        .iter()
+        .map(|field| latency[field].as_u64().expect("latency field"))
+        .collect();
+    assert!(percentiles.is_sorted(), "{report}");
+    assert_server_cost_split(&report);
+    let memory = &report["server_memory"];
+    let rss = |field: &str| memory[field].as_u64().expect("RSS field");
+    assert!(rss("rss_kib_start") > 0, "{report}");
+    assert!(
+        rss("rss_kib_peak") >= rss("rss_kib_start").max(rss("rss_kib_end")),
+        "{report}"
+    );
+    assert!(memory["samples"].as_u64() >= Some(2), "{report}");
+    report
+}
+
+#[test]
+fn publish_mode_counts_acks_at_full_speed() {
+    let server = Server::start(&["serve", "--memory", "--rate", "0"]);
+    let report = assert_publish_report(
+        &server,
+        &server.local(),
+        &["--duration", "1", "--pipeline", "4"],
+    );
+    assert_eq!(report["pipeline"], 4, "{report}");
+    assert_eq!(report["offered_per_sec"], Value::Null, "{report}");
+}
+
+#[test]
+fn publish_mode_over_websockets_at_a_set_rate() {
+    let server = Server::start(&["serve", "--memory", "--rate", "0"]);
+    let url = format!("ws://{}/ws", server.local());
+    let report = assert_publish_report(&server, &url, &["--duration", "1", "--rate", "400"]);
+    assert_eq!(report["offered_per_sec"], 400.0, "{report}");
+    assert_eq!(report["pipeline"], Value::Null, "{report}");
+}
+
+#[test]
+fn publish_mode_stops_after_so_many_acks() {
+    let server = Server::start(&["serve", "--memory", "--rate", "0"]);
+    let report = assert_publish_report(&server, &server.local(), &["--messages", "500"]);
+    assert_eq!(report["acked"], 500, "{report}");
+    // The table, for people.
+    let pid = server.pid().to_string();
+    let output = run_switchboard(
+        &[
+            "bench",
+            "publish",
+            &server.local(),
+            "--publishers",
+            "4",
+            "--rooms",
+            "2",
+            "--messages",
+            "100",
+            "--warmup",
+            "0",
+            "--pid",
+            &pid,
+        ],
+        b"",
+    );
+    assert!(output.status.success(), "{output:?}");
+    let table = stdout(&output);
+    for expected in [
+        "4 publishers in 2 rooms, closed loop, pipeline 1",
+        "acked/s",
+        "p99.9",
+        "CPU per message",
+        "server memory: RSS",
+    ] {
+        assert!(table.contains(expected), "{expected:?} in\n{table}");
+    }
+}
+
+#[test]
+fn publish_mode_refuses_bad_input() {
+    for (args, expected) in [
+        (
+            vec!["bench", "publish", "127.0.0.1:9", "--publishers", "0"],
+            "must be at least 1",
+        ),
+        (
+            vec!["bench", "publish", "127.0.0.1:9", "--rooms", "0"],
+            "must be at least 1",
+        ),
+        (
+            vec!["bench", "publish", "127.0.0.1:9", "--messages", "0"],
+            "must be at least 1",
+        ),
+        (
+            vec!["bench", "publish", "127.0.0.1:9", "--publishers", "3"],
+            "--rooms 10 is more than --publishers 3",
+        ),
+        (
+            vec!["bench", "publish", "127.0.0.1:9", "--room", "no room"],
+            "invalid --room 'no room'",
+        ),
+        (
+            vec!["bench", "publish", "127.0.0.1:9", "--rate", "0"],
+            "--rate must be a positive",
+        ),
+        (
+            vec![
+                "bench",
+                "publish",
+                "127.0.0.1:9",
+                "--rate",
+                "5",
+                "--pipeline",
+                "2",
+            ],
+            "cannot be used with",
+        ),
+        (
+            vec![
+                "bench",
+                "publish",
+                "127.0.0.1:9",
+                "--messages",
+                "5",
+                "--duration",
+                "2",
+            ],
+            "cannot be used with",
+        ),
+        (
+            vec!["bench", "publish", "ws://"],
+            "invalid address 'ws://': not a valid WebSocket URL",
+        ),
+        (
+            vec!["bench", "publish", "http://127.0.0.1:9/ws"],
+            "only ws:// and wss:// URLs are understood",
+        ),
+    ] {
+        let output = run_switchboard(&args, b"");
+        assert_one_line_error(&output, expected);
+    }
+    let addr = format!("127.0.0.1:{}", closed_port());
+    let output = run_switchboard(&["bench", "publish", &addr, "--duration", "0.2"], b"");
+    assert_one_line_error(
+        &output,
+        &format!(
+            "could not connect to {addr}: no publisher joined (first failure: connection refused)"
+        ),
+    );
+    // A server that does not speak WebSocket: no handshake completes.
+    let echo = Server::start(&["echo", "--raw"]);
+    let url = format!("ws://{}/ws", echo.local());
+    let output = run_switchboard(&["bench", "publish", &url, "--duration", "0.2"], b"");
+    assert_one_line_error(&output, "no publisher joined");
+}

@@ -34,12 +34,12 @@ mod member;
 use member::Member;
 
 /// How long a connection may take to be greeted and join the room.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
+pub(super) const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// How many handshakes run at once: few enough that each connection speaks
 /// well inside the 250 ms after which a chat hub takes a silent client for a
 /// line client (TLS handshakes on this one thread pile up otherwise).
-const HANDSHAKES_IN_FLIGHT: usize = 32;
+pub(super) const HANDSHAKES_IN_FLIGHT: usize = 32;
 
 /// How long after the window deliveries still count (they were sent inside it).
 const DRAIN: Duration = Duration::from_secs(2);
@@ -321,7 +321,7 @@ async fn publish(
 /// How far into each `period` publisher `index` of `publishers` sends, so
 /// that together they send one message every `period / publishers` rather
 /// than a burst of all of them at once.
-fn spread(period: Duration, index: usize, publishers: usize) -> Duration {
+pub(super) fn spread(period: Duration, index: usize, publishers: usize) -> Duration {
     period.mul_f64(index as f64 / publishers.max(1) as f64)
 }
 

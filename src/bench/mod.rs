@@ -2,9 +2,11 @@
 //! kind, so switchboard and its peers are measured side by side.
 //!
 //! [`echo`] drives request/reply load, [`idle`] holds many quiet connections,
-//! [`chat`] measures fan-out through a chat hub;
+//! [`chat`] measures fan-out through a chat hub, [`publish`] what it costs
+//! the hub to acknowledge messages (to commit them to its log);
 //! [`dialer`] opens connections fast, [`procfs`] reads the server's CPU and
-//! memory, [`report`] and [`plot`] present the results.
+//! memory, [`scan`] reads replies from bytes, [`report`] and [`plot`] present
+//! the results.
 
 pub mod chat;
 pub mod dialer;
@@ -13,7 +15,9 @@ pub mod idle;
 pub mod plot;
 pub mod procfs;
 pub mod progress;
+pub mod publish;
 pub mod report;
+pub mod scan;
 
 use std::io;
 use std::sync::Arc;
@@ -67,26 +71,32 @@ pub fn latency_histogram() -> Histogram<u64> {
 /// Samples this process's and the server's CPU at the window's start and end:
 /// the client's CPU seconds and the server's cost (with `server_pid`).
 pub async fn measure_window(window: Window, server_pid: Option<u32>) -> WindowCost {
-    let pid = server_pid.map(|pid| pid.to_string());
-    let sample = || {
-        (
-            ProcessSample::take("self"),
-            pid.as_deref().and_then(ProcessSample::take),
-            MachineSample::take(),
-        )
-    };
     tokio::time::sleep_until(window.start).await;
-    let (client_before, server_before, machine_before) = sample();
+    let before = Snapshot::take(server_pid);
     tokio::time::sleep_until(window.end).await;
-    let (client_after, server_after, machine_after) = sample();
-    WindowCost {
-        client_cpu_seconds: client_before
-            .zip(client_after)
-            .map_or(0.0, |(before, after)| after.cpu_seconds_since(&before)),
-        server: ServerCost::between(server_pid, server_before, server_after),
-        steal_percent: machine_before
-            .zip(machine_after)
-            .and_then(|(before, after)| after.steal_percent_since(&before)),
+    WindowCost::between(server_pid, before, Snapshot::take(server_pid))
+}
+
+/// The load client's, the server's and the machine's CPU time (and the
+/// server's memory) at one moment.
+#[derive(Clone, Copy, Debug)]
+pub struct Snapshot {
+    /// This process: the load client.
+    pub client: Option<ProcessSample>,
+    /// The server, with `--pid`.
+    pub server: Option<ProcessSample>,
+    /// The whole machine.
+    pub machine: Option<MachineSample>,
+}
+
+impl Snapshot {
+    /// Samples them now; the server only when `server_pid` is given.
+    pub fn take(server_pid: Option<u32>) -> Self {
+        Self {
+            client: ProcessSample::take("self"),
+            server: server_pid.and_then(|pid| ProcessSample::take(&pid.to_string())),
+            machine: MachineSample::take(),
+        }
     }
 }
 
@@ -99,4 +109,22 @@ pub struct WindowCost {
     pub server: Option<ServerCost>,
     /// The share of the machine's CPU time the hypervisor took, in percent.
     pub steal_percent: Option<f64>,
+}
+
+impl WindowCost {
+    /// What the time between two snapshots cost; `server_pid` is the
+    /// process the snapshots sampled as the server.
+    pub fn between(server_pid: Option<u32>, before: Snapshot, after: Snapshot) -> Self {
+        Self {
+            client_cpu_seconds: before
+                .client
+                .zip(after.client)
+                .map_or(0.0, |(before, after)| after.cpu_seconds_since(&before)),
+            server: ServerCost::between(server_pid, before.server, after.server),
+            steal_percent: before
+                .machine
+                .zip(after.machine)
+                .and_then(|(before, after)| after.steal_percent_since(&before)),
+        }
+    }
 }

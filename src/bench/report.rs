@@ -97,6 +97,50 @@ impl ServerCost {
     }
 }
 
+/// The server's resident memory over a measured window, sampled at its
+/// start, about once a second and at its end: whether a long run stays flat.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct ServerMemory {
+    /// At the window's start, KiB.
+    pub rss_kib_start: u64,
+    /// At the window's end, KiB.
+    pub rss_kib_end: u64,
+    /// The most of any sample, KiB.
+    pub rss_kib_peak: u64,
+    /// How many samples were taken.
+    pub samples: u64,
+}
+
+impl ServerMemory {
+    /// The first sample, at the window's start.
+    pub fn starting_at(rss_kib: u64) -> Self {
+        Self {
+            rss_kib_start: rss_kib,
+            rss_kib_end: rss_kib,
+            rss_kib_peak: rss_kib,
+            samples: 1,
+        }
+    }
+
+    /// Adds a later sample: the latest one is the end so far.
+    pub fn record(&mut self, rss_kib: u64) {
+        self.rss_kib_end = rss_kib;
+        self.rss_kib_peak = self.rss_kib_peak.max(rss_kib);
+        self.samples += 1;
+    }
+
+    /// One line for the table.
+    pub fn line(&self) -> String {
+        format!(
+            "server memory: RSS {} KiB at the start, {} KiB at the end, peak {} KiB ({} samples)\n",
+            thousands(self.rss_kib_start as f64),
+            thousands(self.rss_kib_end as f64),
+            thousands(self.rss_kib_peak as f64),
+            self.samples
+        )
+    }
+}
+
 /// The result of `bench echo`.
 #[derive(Clone, Debug, Serialize)]
 pub struct EchoReport {
@@ -236,7 +280,7 @@ impl IdleReport {
 }
 
 /// A rate with thousands separators: `212,345`.
-fn thousands(value: f64) -> String {
+pub(crate) fn thousands(value: f64) -> String {
     let digits = format!("{:.0}", value.max(0.0));
     let mut out = String::with_capacity(digits.len() + digits.len() / 3);
     for (i, digit) in digits.chars().enumerate() {
@@ -249,7 +293,7 @@ fn thousands(value: f64) -> String {
 }
 
 /// Microseconds as a short human duration: `87µs`, `1.25ms`, `2.1s`.
-fn micros(us: u64) -> String {
+pub(crate) fn micros(us: u64) -> String {
     match us {
         0..1_000 => format!("{us}µs"),
         1_000..1_000_000 => format!("{:.2}ms", us as f64 / 1e3),
@@ -273,6 +317,27 @@ mod tests {
         assert_eq!(micros(87), "87µs");
         assert_eq!(micros(1_250), "1.25ms");
         assert_eq!(micros(2_100_000), "2.1s");
+    }
+
+    #[test]
+    fn server_memory_keeps_start_end_and_peak() {
+        let mut memory = ServerMemory::starting_at(1000);
+        for rss in [1200, 1500, 1100] {
+            memory.record(rss);
+        }
+        assert_eq!(
+            memory,
+            ServerMemory {
+                rss_kib_start: 1000,
+                rss_kib_end: 1100,
+                rss_kib_peak: 1500,
+                samples: 4
+            }
+        );
+        assert_eq!(
+            memory.line(),
+            "server memory: RSS 1,000 KiB at the start, 1,100 KiB at the end, peak 1,500 KiB (4 samples)\n"
+        );
     }
 
     #[test]

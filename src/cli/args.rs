@@ -242,6 +242,8 @@ pub enum BenchMode {
     Idle(BenchIdleArgs),
     /// Fan-out through a chat hub: subscribers in one room, publishers at a set rate.
     Chat(BenchChatArgs),
+    /// Acknowledged messages/s and ack latency of a chat hub: publishers in rooms, each say acked once logged.
+    Publish(BenchPublishArgs),
 }
 
 /// Options every bench mode shares.
@@ -366,6 +368,54 @@ pub struct BenchChatArgs {
     /// message per publisher) instead of spread evenly over it.
     #[arg(long)]
     pub in_step: bool,
+
+    /// Options shared with the other modes.
+    #[command(flatten)]
+    pub common: BenchCommon,
+}
+
+/// `switchboard bench publish`.
+#[derive(Debug, Args)]
+pub struct BenchPublishArgs {
+    /// The chat hub: HOST:PORT for line clients (switched to JSON with
+    /// `/json`), or a ws:// URL (its /ws) for WebSockets.
+    #[arg(value_name = "ADDR|URL")]
+    pub addr: String,
+
+    /// Connections that publish, each a member of one room.
+    #[arg(long, default_value_t = 100)]
+    pub publishers: usize,
+
+    /// Rooms the publishers are spread over (at most --publishers).
+    #[arg(long, default_value_t = 10)]
+    pub rooms: usize,
+
+    /// Closed loop: requests in flight per publisher, the next sent as soon
+    /// as one is acknowledged (the most the hub acknowledges per second).
+    #[arg(long, default_value_t = 1, conflicts_with = "rate")]
+    pub pipeline: usize,
+
+    /// Open loop: messages per second in all, spread evenly in time, instead
+    /// of the closed loop (latency then counts from each scheduled send).
+    #[arg(long, value_name = "MSG/S")]
+    pub rate: Option<f64>,
+
+    /// Seconds to measure.
+    #[arg(long, default_value_t = 10.0, value_name = "SECONDS")]
+    pub duration: f64,
+
+    /// Instead of --duration, measure until this many messages were
+    /// acknowledged (a long run: does the server's memory stay flat?).
+    #[arg(long, value_name = "N", conflicts_with = "duration")]
+    pub messages: Option<u64>,
+
+    /// Seconds to run before measuring.
+    #[arg(long, default_value_t = 1.0, value_name = "SECONDS")]
+    pub warmup: f64,
+
+    /// Rooms are named PREFIX-0, PREFIX-1, …
+    #[arg(long, default_value = "bench", value_name = "PREFIX")]
+    pub room: String,
 
     /// Options shared with the other modes.
     #[command(flatten)]

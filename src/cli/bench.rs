@@ -2,8 +2,12 @@
 
 use anyhow::{Context, bail};
 
-use super::args::{BenchArgs, BenchChatArgs, BenchCommon, BenchEchoArgs, BenchIdleArgs, BenchMode};
+use super::args::{
+    BenchArgs, BenchChatArgs, BenchCommon, BenchEchoArgs, BenchIdleArgs, BenchMode,
+    BenchPublishArgs,
+};
 use super::{client_tls, seconds, write_stdout};
+use switchboard::bench::publish::{self, Pacing, Stop};
 use switchboard::bench::{WsTarget, chat, echo, idle, plot, progress};
 use switchboard::client::connect::{Target, web_socket_endpoint};
 use switchboard::model::names::RoomName;
@@ -25,6 +29,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         BenchMode::Echo(args) => run_echo(args).await,
         BenchMode::Idle(args) => run_idle(args).await,
         BenchMode::Chat(args) => run_chat(args).await,
+        BenchMode::Publish(args) => run_publish(args).await,
     }
 }
 
@@ -63,6 +68,55 @@ async fn run_chat(args: BenchChatArgs) -> anyhow::Result<()> {
     };
     let bar = progress::spinner();
     let report = chat::run(&plan, &bar).await;
+    bar.finish_and_clear();
+    let report = report?;
+    print(&args.common, &report, report.table())
+}
+
+/// `bench publish`.
+async fn run_publish(args: BenchPublishArgs) -> anyhow::Result<()> {
+    if args.publishers == 0 || args.rooms == 0 || args.pipeline == 0 || args.messages == Some(0) {
+        bail!("--publishers, --rooms, --pipeline and --messages must be at least 1");
+    }
+    if args.rooms > args.publishers {
+        bail!(
+            "--rooms {} is more than --publishers {}: every room needs a publisher",
+            args.rooms,
+            args.publishers
+        );
+    }
+    let pacing = match args.rate {
+        Some(rate) if !(rate.is_finite() && rate > 0.0) => {
+            bail!("--rate must be a positive number of messages a second")
+        }
+        Some(rate) => Pacing::Open { rate },
+        None => Pacing::Closed {
+            pipeline: args.pipeline,
+        },
+    };
+    let room_prefix = args.room.trim_start_matches('#').to_string();
+    // The last room has the longest name.
+    RoomName::parse(&format!("{room_prefix}-{}", args.rooms - 1))
+        .map_err(|e| anyhow::anyhow!("invalid --room '{}': {e}", args.room))?;
+    let (target, web_socket) = target_and_url(&args.addr, &args.common)?;
+    let stop = match args.messages {
+        Some(count) => Stop::AfterAcked(count),
+        None => Stop::After(seconds("duration", args.duration, false)?),
+    };
+    let plan = publish::PublishPlan {
+        target,
+        web_socket,
+        publishers: args.publishers,
+        rooms: args.rooms,
+        room_prefix,
+        pacing,
+        stop,
+        warmup: seconds("warmup", args.warmup, true)?,
+        server_pid: checked_pid(&args.common)?,
+        sources: sources(&args.common, args.publishers),
+    };
+    let bar = progress::spinner();
+    let report = publish::run(&plan, &bar).await;
     bar.finish_and_clear();
     let report = report?;
     print(&args.common, &report, report.table())

@@ -19,6 +19,7 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
 use crate::bench::WsTarget;
+use crate::bench::scan::{decimal, string_after};
 use crate::client::connect::ClientSocket;
 
 /// Read buffer of each benchmark WebSocket: the client holds thousands.
@@ -193,11 +194,8 @@ fn line_text(line: &[u8]) -> Option<&[u8]> {
 /// the client must not be what limits the benchmark, and benchmark texts
 /// need no escaping.
 fn json_text(message: &[u8]) -> Option<&[u8]> {
-    const TEXT: &[u8] = br#""text":""#;
     memchr::memmem::find(message, br#""type":"message""#)?;
-    let start = memchr::memmem::find(message, TEXT)? + TEXT.len();
-    let len = memchr::memchr(b'"', &message[start..])?;
-    Some(&message[start..start + len])
+    string_after(message, br#""text":""#)
 }
 
 /// `(publisher, seq, nanoseconds)` from a text `p{publisher}:{seq}:{ns}`.
@@ -208,17 +206,6 @@ fn parse_benchmark_text(text: &[u8]) -> Option<(usize, u64, u64)> {
     let ns = decimal(fields.next()?)?;
     let publisher = usize::try_from(publisher).ok()?;
     fields.next().is_none().then_some((publisher, seq, ns))
-}
-
-/// A non-empty run of ASCII digits as a number, if it fits in a `u64`.
-fn decimal(digits: &[u8]) -> Option<u64> {
-    if digits.is_empty() {
-        return None;
-    }
-    digits.iter().try_fold(0u64, |value, &byte| {
-        let digit = byte.checked_sub(b'0').filter(|d| *d <= 9)?;
-        value.checked_mul(10)?.checked_add(u64::from(digit))
-    })
 }
 
 /// The error for a server that closes during the handshake.
