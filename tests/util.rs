@@ -9,6 +9,7 @@ use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::sync::mpsc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -64,10 +65,19 @@ pub struct Server {
 }
 
 impl Server {
-    /// Starts `switchboard ARGS --port 0` and waits for its `listening on` line.
+    /// Starts `switchboard ARGS --port 0` and waits for its `listening on`
+    /// line. A chat hub (`serve`) that names no `--data` nor `--memory` keeps
+    /// its history in a fresh directory of its own, so tests running side by
+    /// side never share one.
     pub fn start(args: &[&str]) -> Self {
         let mut command = switchboard();
         command.args(args).args(["--port", "0"]);
+        let chooses_store = args
+            .iter()
+            .any(|arg| *arg == "--memory" || arg.starts_with("--data"));
+        if args.first() == Some(&"serve") && !chooses_store {
+            command.arg("--data").arg(fresh_data_dir());
+        }
         Self::spawn(command)
     }
 
@@ -420,6 +430,16 @@ pub fn runtime() -> tokio::runtime::Runtime {
         .enable_all()
         .build()
         .expect("tokio runtime")
+}
+
+/// A new, empty path under `target/` for a hub's data directory (the hub
+/// makes it).
+pub fn fresh_data_dir() -> PathBuf {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    let dir = repo_file(&format!("target/test-data/{}-{n}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
 }
 
 /// A fresh directory under `target/` for one test's files.

@@ -1,7 +1,7 @@
 /*
  * The practical ceiling for `bench chat` on this machine: a single-threaded,
  * edge-triggered epoll chat server in C that speaks just enough of the line
- * protocol (SPEC 5.1) for the benchmark. It greets on connect, answers
+ * protocol (docs/PROTOCOL.md 5.1) for the benchmark. It greets on connect, answers
  * `/join ROOM` to the joiner only, and writes every other line as
  * `[#ROOM] NICK: TEXT` to each member of the sender's room, one write() per
  * member straight from the read loop: no queues, no tasks, no ids, no history,

@@ -84,9 +84,6 @@ pub struct ServeArgs {
     #[arg(long, default_value_t = 100)]
     pub presence_limit: usize,
 
-    /// Messages of history kept per room (history is in memory for now).
-    #[arg(long, default_value_t = 10_000)]
-    pub history_per_room: usize,
 
     /// The largest WebSocket message accepted, in bytes.
     #[arg(long, default_value_t = 64 * 1024, value_name = "BYTES")]
@@ -133,9 +130,43 @@ pub struct ServeArgs {
     #[arg(long, conflicts_with_all = ["tls_cert", "tls_key"])]
     pub tls_self_signed: bool,
 
-    /// Keep history in memory only, nothing on disk (the only store so far).
-    #[arg(long)]
+    /// Where history lives: a SQLite database in this directory, made if
+    /// missing, which one server at a time may use.
+    #[arg(
+        long,
+        value_name = "DIR",
+        env = "SWITCHBOARD_DATA",
+        default_value = "./switchboard-data"
+    )]
+    pub data: PathBuf,
+
+    /// Keep history in memory only, nothing on disk: gone when the server stops.
+    #[arg(long, conflicts_with = "data")]
     pub memory: bool,
+
+    /// What an acknowledged message survives: `full` also a power loss (an
+    /// fsync per group of messages), `normal` a crash of the server or a
+    /// `kill -9` but not of the machine.
+    #[arg(long, value_enum, default_value_t = SyncArg::Full)]
+    pub sync: SyncArg,
+
+    /// Keep at most this many messages per room [default: all on disk;
+    /// 10,000 with --memory].
+    #[arg(long, value_name = "N")]
+    pub keep_messages: Option<u64>,
+
+    /// Delete messages older than this many days (fractions allowed).
+    #[arg(long, value_name = "DAYS")]
+    pub keep_days: Option<f64>,
+}
+
+/// `serve --sync`: how hard SQLite makes each commit durable.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum SyncArg {
+    /// Survives power loss: an fsync per group commit.
+    Full,
+    /// Survives a crash of the process (kill -9), not of the machine.
+    Normal,
 }
 
 /// `switchboard echo`.

@@ -15,7 +15,9 @@ use anyhow::{Context, bail};
 use tokio::io::AsyncReadExt;
 use tokio_util::sync::CancellationToken;
 
-use args::{Cli, Command, ConnectArgs, EchoArgs, ListenArgs, SendArgs, ServeArgs, TlsClientArgs};
+use args::{
+    Cli, Command, ConnectArgs, EchoArgs, ListenArgs, SendArgs, ServeArgs, SyncArg, TlsClientArgs,
+};
 use metrics_exporter_prometheus::PrometheusBuilder;
 use rustls::ClientConfig;
 use switchboard::auth::{Access, Token};
@@ -24,6 +26,7 @@ use switchboard::echo::{self, EchoOptions, ReplyStyle};
 use switchboard::hub::session::Limits;
 use switchboard::hub::{Hub, HubConfig};
 use switchboard::log::memory::MemoryLog;
+use switchboard::log::sqlite::{Durability, SqliteLog, SqliteOptions};
 use switchboard::log::{MessageLog, Retention};
 use switchboard::model::names::RoomName;
 use switchboard::net::addr::HostPort;
@@ -55,6 +58,33 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
 
 /// `switchboard serve`.
 async fn run_serve(args: ServeArgs) -> anyhow::Result<()> {
+    let spec = listen_spec(&args.listen, server::DEFAULT_PORT)?;
+    // Every flag is checked (and the TLS files read) before the data
+    // directory is touched.
+    let options = serve_options(&args)?;
+    let hub_config = HubConfig {
+        presence_limit: args.presence_limit,
+        queue: args.queue,
+    };
+    let hub = Hub::open(open_log(&args)?, hub_config).await?;
+    raise_fd_limit();
+    let listener = listener::bind_tcp(&spec).await?;
+    announce(listener.local_addr()?);
+    let shutdown = CancellationToken::new();
+    run_until_signalled(
+        server::run(listener, hub.clone(), options, shutdown.clone()),
+        shutdown,
+    )
+    .await;
+    hub.close().await;
+    Ok(())
+}
+
+/// How the hub's edges behave, from `serve`'s flags.
+///
+/// # Errors
+/// A flag out of range, or TLS files that cannot be used.
+fn serve_options(args: &ServeArgs) -> anyhow::Result<ServeOptions> {
     if args.rate.is_nan() || args.rate < 0.0 {
         bail!("--rate must be 0 (no limit) or a positive number of messages per second");
     }
@@ -75,19 +105,6 @@ async fn run_serve(args: ServeArgs) -> anyhow::Result<()> {
             bail!("{flag} must be a non-empty word without spaces");
         }
     }
-    let spec = listen_spec(&args.listen, server::DEFAULT_PORT)?;
-    let log: Arc<dyn MessageLog> = Arc::new(MemoryLog::new(Retention {
-        keep_messages: Some(args.history_per_room as u64),
-        keep_for: None,
-    }));
-    let hub = Hub::open(
-        log,
-        HubConfig {
-            presence_limit: args.presence_limit,
-            queue: args.queue,
-        },
-    )
-    .await?;
     let idle_timeout = Duration::from_secs(args.idle_timeout.max(1));
     let default_room = RoomName::parse("lobby").expect("a valid room name");
     let limits = Limits {
@@ -95,10 +112,6 @@ async fn run_serve(args: ServeArgs) -> anyhow::Result<()> {
         burst: args.burst,
         max_text: args.max_line.max(args.max_ws_message),
     };
-    let metrics = PrometheusBuilder::new()
-        .install_recorder()
-        .map_err(|err| tracing::warn!("metrics are off: {err}"))
-        .ok();
     let lifecycle = |transport, ping_interval| {
         Arc::new(Lifecycle {
             idle_timeout,
@@ -106,7 +119,7 @@ async fn run_serve(args: ServeArgs) -> anyhow::Result<()> {
             counters: Counters::of(transport),
         })
     };
-    let options = ServeOptions {
+    Ok(ServeOptions {
         line: LineConfig {
             max_line: args.max_line,
             limits: Limits {
@@ -130,19 +143,59 @@ async fn run_serve(args: ServeArgs) -> anyhow::Result<()> {
             client: args.token.as_deref().map(Token::new),
             admin: args.admin_token.as_deref().map(Token::new),
         },
-        tls: tls_acceptor(&args)?,
-        metrics,
+        tls: tls_acceptor(args)?,
+        metrics: PrometheusBuilder::new()
+            .install_recorder()
+            .map_err(|err| tracing::warn!("metrics are off: {err}"))
+            .ok(),
+    })
+}
+
+/// The message log `serve`'s flags ask for: in memory, or SQLite in `--data`.
+///
+/// # Errors
+/// A bad retention flag, or a data directory that cannot be used.
+fn open_log(args: &ServeArgs) -> anyhow::Result<Arc<dyn MessageLog>> {
+    let keep_for = match args.keep_days {
+        None => None,
+        Some(days) if days.is_finite() && days > 0.0 && days <= 36_500.0 => {
+            Some(Duration::from_secs_f64(days * 86_400.0))
+        }
+        Some(days) => bail!("invalid --keep-days {days}: give a number of days above 0"),
     };
-    raise_fd_limit();
-    let listener = listener::bind_tcp(&spec).await?;
-    announce(listener.local_addr()?);
-    let shutdown = CancellationToken::new();
-    run_until_signalled(
-        server::run(listener, hub, options, shutdown.clone()),
-        shutdown,
-    )
-    .await;
-    Ok(())
+    if args.keep_messages == Some(0) {
+        bail!("--keep-messages must be at least 1");
+    }
+    let retention = Retention {
+        keep_messages: args.keep_messages,
+        keep_for,
+    };
+    if args.memory {
+        return Ok(Arc::new(MemoryLog::new(retention)));
+    }
+    ignore_file_size_signal();
+    let sync = match args.sync {
+        SyncArg::Full => Durability::Full,
+        SyncArg::Normal => Durability::Normal,
+    };
+    let log = SqliteLog::open(SqliteOptions {
+        dir: args.data.clone(),
+        sync,
+        retention,
+    })?;
+    tracing::info!("history in {}", args.data.display());
+    Ok(Arc::new(log))
+}
+
+/// Makes a write past the file size limit (`ulimit -f`) fail with an error
+/// that the message log reports, like a full disk, instead of killing the
+/// server with SIGXFSZ.
+fn ignore_file_size_signal() {
+    // SAFETY: setting a signal's disposition to SIG_IGN runs no code of ours
+    // in a signal handler; it is done once, before any thread writes files.
+    unsafe {
+        libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+    }
 }
 
 /// The TLS acceptor `serve`'s flags ask for, if any.

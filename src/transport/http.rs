@@ -69,7 +69,7 @@ pub struct AppState {
 pub fn router(state: AppState, config: &HttpConfig) -> Router {
     Router::new()
         .route("/", get(page))
-        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         .route("/api/rooms", get(rooms))
         .route(
@@ -164,6 +164,18 @@ async fn require_token(
 /// `GET /`.
 async fn page() -> Html<&'static str> {
     Html(PAGE)
+}
+
+/// `GET /healthz`: `ok` while messages can be stored, 503 and why when not.
+async fn healthz(State(state): State<AppState>) -> Response {
+    match state.hub.health() {
+        Ok(()) => "ok\n".into_response(),
+        Err(err) => api_error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            ErrorCode::Unavailable.as_str(),
+            err.to_string(),
+        ),
+    }
 }
 
 /// `GET /metrics`.

@@ -38,9 +38,9 @@ pub struct Member {
 
 /// The connection under a [`Member`].
 enum Socket {
-    /// The line protocol (SPEC 5.1).
+    /// The line protocol (docs/PROTOCOL.md 5.1).
     Line(TcpStream),
-    /// A WebSocket with the JSON protocol (SPEC 5.2).
+    /// A WebSocket with the JSON protocol (docs/PROTOCOL.md 5.2).
     Ws(Box<ClientSocket>),
 }
 
