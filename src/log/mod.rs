@@ -10,6 +10,7 @@
 
 pub mod memory;
 mod receipt;
+pub mod sqlite;
 
 #[cfg(test)]
 mod tests;

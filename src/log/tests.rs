@@ -179,6 +179,103 @@ pub async fn refuses_after_close(log: Arc<dyn MessageLog>) {
     );
 }
 
+/// Messages read back are the ones delivered (id, sender, text and time),
+/// and a room's times never go backwards as its ids grow.
+pub async fn reads_back_what_was_delivered(log: Arc<dyn MessageLog>) {
+    let (log, recorder) = attached(log);
+    for n in 0..20 {
+        append(
+            &*log,
+            said(if n % 2 == 0 { "even" } else { "odd" }, &n.to_string()),
+        )
+        .await;
+    }
+    let read = log
+        .read(Query::Latest {
+            room: room("even"),
+            limit: 100,
+        })
+        .await
+        .unwrap();
+    let delivered: Vec<_> = recorder
+        .delivered
+        .lock()
+        .unwrap()
+        .iter()
+        .filter_map(|c| match c {
+            Committed::Room(m) if m.room == room("even") => Some(Arc::clone(m)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(read, delivered);
+    assert_eq!(read.len(), 10);
+    assert!(
+        read.windows(2)
+            .all(|w| w[0].id < w[1].id && w[0].ts <= w[1].ts)
+    );
+}
+
+/// Appends from many tasks at once get every id once, none skipped, and
+/// are delivered in id order.
+pub async fn concurrent_appends_get_distinct_ids(log: Arc<dyn MessageLog>) {
+    let (log, recorder) = attached(log);
+    let tasks: Vec<_> = (0..8)
+        .map(|task| {
+            let log = Arc::clone(&log);
+            tokio::spawn(async move {
+                let mut ids = Vec::new();
+                for n in 0..100 {
+                    ids.push(append(&*log, said("busy", &format!("{task}-{n}"))).await);
+                }
+                ids
+            })
+        })
+        .collect();
+    let mut ids = Vec::new();
+    for task in tasks {
+        let mine = task.await.unwrap();
+        assert!(
+            mine.windows(2).all(|w| w[0] < w[1]),
+            "a task's ids went back"
+        );
+        ids.extend(mine);
+    }
+    ids.sort_unstable();
+    assert_eq!(ids, (1..=800).collect::<Vec<_>>());
+    let delivered: Vec<u64> = recorder
+        .delivered
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|c| match c {
+            Committed::Room(m) => m.id,
+            Committed::Direct(m) => m.id,
+        })
+        .collect();
+    assert_eq!(delivered, (1..=800).collect::<Vec<_>>());
+}
+
+/// Closing commits what was submitted before it: those receipts resolve
+/// with their messages, which stay readable.
+pub async fn close_commits_what_was_submitted(log: Arc<dyn MessageLog>) {
+    let (log, _) = attached(log);
+    let receipts: Vec<_> = (0..100)
+        .map(|n| log.append(said("closing", &n.to_string())))
+        .collect();
+    log.close().await.unwrap();
+    for (n, receipt) in receipts.into_iter().enumerate() {
+        let Ok(Committed::Room(message)) = receipt.await else {
+            panic!("message {n} submitted before close was not committed");
+        };
+        assert_eq!(message.id, n as u64 + 1);
+    }
+    let latest = Query::Latest {
+        room: room("closing"),
+        limit: 1,
+    };
+    assert_eq!(page(&*log, latest).await, [(100, "99".into())]);
+}
+
 /// Instantiates the suite for one engine: `engine_suite!(make_log)` where
 /// `make_log()` returns a fresh `Arc<dyn MessageLog>`.
 macro_rules! engine_suite {
@@ -190,6 +287,9 @@ macro_rules! engine_suite {
             lists_rooms,
             direct_messages_get_ids,
             refuses_after_close,
+            reads_back_what_was_delivered,
+            concurrent_appends_get_distinct_ids,
+            close_commits_what_was_submitted,
         );
     };
     (@tests $make:expr; $($name:ident,)*) => {
