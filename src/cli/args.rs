@@ -84,7 +84,6 @@ pub struct ServeArgs {
     #[arg(long, default_value_t = 100)]
     pub presence_limit: usize,
 
-
     /// The largest WebSocket message accepted, in bytes.
     #[arg(long, default_value_t = 64 * 1024, value_name = "BYTES")]
     pub max_ws_message: usize,

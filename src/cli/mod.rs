@@ -105,6 +105,11 @@ fn serve_options(args: &ServeArgs) -> anyhow::Result<ServeOptions> {
             bail!("{flag} must be a non-empty word without spaces");
         }
     }
+    // Installed first: the transports' counters are looked up from it once.
+    let metrics = PrometheusBuilder::new()
+        .install_recorder()
+        .map_err(|err| tracing::warn!("metrics are off: {err}"))
+        .ok();
     let idle_timeout = Duration::from_secs(args.idle_timeout.max(1));
     let default_room = RoomName::parse("lobby").expect("a valid room name");
     let limits = Limits {
@@ -144,10 +149,7 @@ fn serve_options(args: &ServeArgs) -> anyhow::Result<ServeOptions> {
             admin: args.admin_token.as_deref().map(Token::new),
         },
         tls: tls_acceptor(args)?,
-        metrics: PrometheusBuilder::new()
-            .install_recorder()
-            .map_err(|err| tracing::warn!("metrics are off: {err}"))
-            .ok(),
+        metrics,
     })
 }
 
