@@ -143,10 +143,10 @@ pub struct ServeArgs {
     #[arg(long, conflicts_with = "data")]
     pub memory: bool,
 
-    /// What an acknowledged message survives: `full` also a power loss (an
-    /// fsync per group of messages), `normal` a crash of the server or a
-    /// `kill -9` but not of the machine.
-    #[arg(long, value_enum, default_value_t = SyncArg::Full)]
+    /// What an acknowledged message survives: `normal` a crash of the server
+    /// or a `kill -9` (not a power loss, which may take the last commits),
+    /// `full` also a power loss, at an fsync per group of messages.
+    #[arg(long, value_enum, default_value_t = SyncArg::Normal)]
     pub sync: SyncArg,
 
     /// Keep at most this many messages per room [default: all on disk;
@@ -162,10 +162,10 @@ pub struct ServeArgs {
 /// `serve --sync`: how hard SQLite makes each commit durable.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum SyncArg {
-    /// Survives power loss: an fsync per group commit.
-    Full,
     /// Survives a crash of the process (kill -9), not of the machine.
     Normal,
+    /// Survives power loss: an fsync per group commit.
+    Full,
 }
 
 /// `switchboard echo`.

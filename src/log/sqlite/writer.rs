@@ -210,6 +210,13 @@ impl Writer {
                 Request::Append(draft, sender) => batch.push((draft, sender)),
                 Request::Control(first) => control = Some(first),
             }
+            // Let the threads that submit run first: woken by the first
+            // message, the writer would otherwise take the core from them
+            // at once and commit batches of ~11 messages where ~98 were on
+            // their way (100 publishers, server on one core: 65.7k against
+            // 70.3k acked/s, 15.0 against 14.1 µs of CPU per message, by
+            // `bench publish`). With a core of its own, this costs nothing.
+            std::thread::yield_now();
             while control.is_none() && batch.len() < MAX_BATCH {
                 match requests.try_recv() {
                     Ok(Request::Append(draft, sender)) => batch.push((draft, sender)),
