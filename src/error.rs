@@ -92,6 +92,13 @@ pub enum Error {
         reason: String,
     },
 
+    /// An HTTP exchange failed (a malformed request, a head too slow to arrive).
+    #[error("http: {reason}")]
+    Http {
+        /// Why it failed, in words.
+        reason: String,
+    },
+
     /// A WebSocket exchange failed after the connection was made.
     #[error("{context}: {reason}")]
     WebSocket {

@@ -97,7 +97,7 @@ pub fn router(state: AppState, config: &HttpConfig) -> Router {
 /// Serves HTTP (and WebSocket upgrades) on one accepted connection.
 ///
 /// # Errors
-/// [`Error::WebSocket`] when the HTTP exchange fails (malformed request, slow head).
+/// [`Error::Http`] when the HTTP exchange fails (malformed request, slow head).
 pub async fn serve<IO>(stream: IO, peer: Peer, app: Router) -> Result<()>
 where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
@@ -110,8 +110,7 @@ where
     ));
     serve_http1(stream, service)
         .await
-        .map_err(|err| Error::WebSocket {
-            context: "http".into(),
+        .map_err(|err| Error::Http {
             reason: err.to_string(),
         })
 }

@@ -20,6 +20,7 @@
 //!   which keeps the last direct-message id.
 
 mod checkpoint;
+mod delivery;
 mod lock;
 mod read;
 mod retention;
@@ -99,6 +100,8 @@ pub struct SqliteOptions {
 /// The message log kept in SQLite.
 pub struct SqliteLog {
     writer: Arc<WriterThread>,
+    /// The delivery task, awaited on close once the writer has stopped.
+    delivery: Arc<std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>>,
     closed: AtomicBool,
     deliver: DeliverSlot,
     failure: Failure,
@@ -133,12 +136,16 @@ impl SqliteLog {
                 path: path.display().to_string(),
                 reason: format!("cannot start the checkpointer: {err}"),
             })?;
+        let runtime = tokio::runtime::Handle::try_current().map_err(|_| {
+            dir_error("the message log must be opened inside a tokio runtime".into())
+        })?;
         let deliver = DeliverSlot::default();
         let failure = Failure::default();
+        let (handoff, delivery) = delivery::start(&runtime, Arc::clone(&deliver));
         let writer = Writer::load(
             conn,
             options.retention,
-            Arc::clone(&deliver),
+            handoff,
             Arc::clone(&failure),
             checkpointer,
             lock,
@@ -153,6 +160,7 @@ impl SqliteLog {
             .map_err(|err| dir_error(format!("cannot start the writer thread: {err}")))?;
         Ok(Self {
             writer: Arc::new(WriterThread::new(requests, thread)),
+            delivery: Arc::new(std::sync::Mutex::new(Some(delivery))),
             closed: AtomicBool::new(false),
             deliver,
             failure,
@@ -199,10 +207,23 @@ impl MessageLog for SqliteLog {
     fn close(&self) -> LogFuture<()> {
         self.closed.store(true, Ordering::Release);
         let writer = Arc::clone(&self.writer);
+        let delivery = self
+            .delivery
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .take();
         Box::pin(async move {
+            let closing_failed = |err: tokio::task::JoinError| {
+                LogError::Write(format!("closing the message log failed: {err}"))
+            };
             tokio::task::spawn_blocking(move || writer.stop())
                 .await
-                .map_err(|err| LogError::Write(format!("closing the message log failed: {err}")))?
+                .map_err(closing_failed)??;
+            // The writer passed its last batch on before it stopped.
+            if let Some(delivery) = delivery {
+                delivery.await.map_err(closing_failed)?;
+            }
+            Ok(())
         })
     }
 }

@@ -5,8 +5,9 @@
 //! commit time, writes it in one transaction and commits: idle, a message
 //! commits alone at once; under load, batches grow and one commit (one
 //! fsync with `synchronous=FULL`) covers many messages. Only after the commit
-//! does it hand the batch to the hub's [`Deliver`], in order, and then
-//! resolve the receipts.
+//! does it pass the batch to the [delivery task](super::delivery), which
+//! hands it to the hub's [`Deliver`](crate::log::Deliver) and then resolves
+//! the receipts.
 //!
 //! A failed commit rolls the whole batch back: every receipt in it gets
 //! [`LogError::Write`], none of its ids counts as given (nobody saw them, so
@@ -24,6 +25,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
 use crate::log::sqlite::checkpoint::Checkpointer;
+use crate::log::sqlite::delivery::{Batch, Handoff};
 use crate::log::sqlite::lock::DirLock;
 use crate::log::sqlite::retention::Pruner;
 use crate::log::sqlite::unix_ms;
@@ -90,7 +92,7 @@ pub struct Writer {
     last_ts: i64,
     pruner: Pruner,
     last_prune: Instant,
-    deliver: DeliverSlot,
+    handoff: Handoff,
     failure: Failure,
     /// Whether `failure` is set (so a healthy commit does not lock it).
     failing: bool,
@@ -117,7 +119,7 @@ impl Writer {
     pub fn load(
         conn: Connection,
         retention: Retention,
-        deliver: DeliverSlot,
+        handoff: Handoff,
         failure: Failure,
         checkpointer: Checkpointer,
         lock: DirLock,
@@ -166,7 +168,7 @@ impl Writer {
             last_ts,
             pruner,
             last_prune: Instant::now(),
-            deliver,
+            handoff,
             failure,
             failing: false,
             checkpointer,
@@ -299,12 +301,10 @@ impl Writer {
                     *failure(&self.failure) = None;
                     tracing::info!("the message log commits again");
                 }
-                if let Some(deliver) = self.deliver.get() {
-                    deliver.deliver(&changes.committed);
-                }
-                for ((_, sender), committed) in batch.drain(..).zip(changes.committed) {
-                    sender.send(Ok(committed));
-                }
+                self.handoff.pass(Batch {
+                    committed: changes.committed,
+                    receipts: batch.drain(..).map(|(_, sender)| sender).collect(),
+                });
             }
             Err(err) => {
                 let reason = err.to_string();
