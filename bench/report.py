@@ -118,7 +118,7 @@ def chat_table(chat):
 # bench/run.sh labels publish runs publish-{engine}{-ws}{-open}: the engine
 # (`serve --memory`, or SQLite in `--data DIR`), line clients or WebSockets,
 # and the closed loop (full speed) or the open loop (`--rate`).
-PUBLISH_ENGINES = (("memory", "--memory"), ("sqlite", "SQLite"))
+PUBLISH_ENGINES = (("memory", "--memory"), ("sqlite", "SQLite"), ("sqlite-full", "SQLite, --sync full"))
 PUBLISH_CASES = (("", "line", "full speed"), ("-ws", "WebSocket", "full speed"),
                  ("-open", "line", "open loop"), ("-ws-open", "WebSocket", "open loop"))
 # The long run (BENCH_PUBLISH_MESSAGES): SQLite only.
@@ -179,15 +179,15 @@ def publish_table(publish):
         offered = next(iter(engines.values())).get("offered_per_sec")
         if offered is not None:
             load = f"{offered:,.0f} msg/s"
-        memory, sqlite = engines.get("memory"), engines.get("sqlite")
+        memory = engines.get("memory")
         for engine, name in PUBLISH_ENGINES:
             r = engines.get(engine)
             if r is None:
                 continue
             lat = r["latency"]
             versus = "n/a"
-            if engine == "sqlite" and memory and sqlite:
-                versus = f"{ratio(sqlite['acked_per_sec'], memory['acked_per_sec']):.2f}x"
+            if engine != "memory" and memory:
+                versus = f"{ratio(r['acked_per_sec'], memory['acked_per_sec']):.2f}x"
             each = ", ".join(us(x["latency"]["p99_us"]) for x in publish[f"publish-{engine}{suffix}"])
             lines.append(
                 f"| {transport} | {load} | {name} | {r['runs']} | {r['acked_per_sec']:,.0f} | {versus} | "
@@ -343,6 +343,12 @@ def targets(echo, chat, publish, idle):
         if f"c-epoll-chat{suffix}" in chat:
             measured += f" (c-epoll-chat: {us(chat_median(chat[f'c-epoll-chat{suffix}'])['latency']['p99_us'])})"
         check(f"{label}: p99 delivery < 20 ms (median run)", measured, s["latency"]["p99_us"] < 20_000)
+        if f"switchboard-chat-memory{suffix}" in chat:
+            m = chat_median(chat[f"switchboard-chat-memory{suffix}"])
+            sp, mp = s["latency"]["p99_us"], m["latency"]["p99_us"]
+            check(f"{label}: fan-out p99 with SQLite no worse than with --memory (same run; ±15 % is noise here)",
+                  f"{us(sp)} vs {us(mp)} ({sp / mp:.2f}x); CPU per delivery "
+                  f"{cpu_per_message(s) or 0:.2f} vs {cpu_per_message(m) or 0:.2f} µs", sp <= mp * 1.15)
         if f"node-chat{suffix}" in chat:
             n = chat_median(chat[f"node-chat{suffix}"])
             sc, nc = cpu_per_message(s), cpu_per_message(n)

@@ -48,26 +48,31 @@ declare -A SERVERS=(
   [c-epoll]="$OUT/epoll_echo 0"
   [switchboard-prefix]="$SB echo --host 127.0.0.1 --port 0"
   [node-tutorial]="node bench/servers/node_echo.mjs tutorial 0"
-  [switchboard-chat]="$SB serve --host 127.0.0.1 --port 0"
+  [switchboard-chat]="$SB serve --host 127.0.0.1 --port 0 --data $OUT/chat-data"
+  [switchboard-chat-memory]="$SB serve --host 127.0.0.1 --port 0 --memory"
   [node-chat]="node bench/servers/node_chat.mjs 0"
   [c-epoll-chat]="$OUT/epoll_chat 0"
   [publish-memory]="$SB serve --host 127.0.0.1 --port 0 --memory --rate 0"
   [publish-sqlite]="$SB serve --host 127.0.0.1 --port 0 --data $OUT/sqlite-data --rate 0"
+  [publish-sqlite-full]="$SB serve --host 127.0.0.1 --port 0 --data $OUT/sqlite-data --rate 0 --sync full"
 )
 RAW_SERVERS=(switchboard tokio-echo node-raw c-epoll)
 PREFIX_SERVERS=(switchboard-prefix node-tutorial)
 CHAT_SERVERS=(switchboard-chat node-chat)
 # Each chat case is a server and a transport; the C reference speaks lines only.
-CHAT_CASES=("switchboard-chat line" "switchboard-chat ws" "node-chat line" "node-chat ws"
-  "c-epoll-chat line")
+# switchboard-chat keeps its history in SQLite (the default); -memory is the
+# same hub with --memory, to show what durability costs the fan-out.
+CHAT_CASES=("switchboard-chat line" "switchboard-chat ws" "switchboard-chat-memory line"
+  "switchboard-chat-memory ws" "node-chat line" "node-chat ws" "c-epoll-chat line")
 # Publishers spread evenly over time (a steady stream: one message every
 # 1/RATE s), then in step (all at once each period: bursts a server can batch).
 CHAT_PACINGS=(spread in-step)
 CHAT_SUBSCRIBERS=${BENCH_CHAT_SUBSCRIBERS:-1000}
 CHAT_RATE=${BENCH_CHAT_RATE:-200}
-# The message log: the hub with its in-memory engine and with SQLite, each at
+# The message log: the hub with its in-memory engine and with SQLite (the
+# default --sync normal, and --sync full), each at
 # full speed (closed loop) and at a set rate (open loop), over lines and WebSockets.
-PUBLISH_ENGINES=(memory sqlite)
+PUBLISH_ENGINES=(memory sqlite sqlite-full)
 PUBLISH_TRANSPORTS=(line ws)
 PUBLISH_PUBLISHERS=${BENCH_PUBLISH_PUBLISHERS:-100}
 PUBLISH_ROOMS=${BENCH_PUBLISH_ROOMS:-10}
@@ -76,8 +81,10 @@ PUBLISH_RATE=${BENCH_PUBLISH_RATE:-10000}
 PUBLISH_MESSAGES=${BENCH_PUBLISH_MESSAGES:-}
 
 SERVER_PID=""
-# start_server NAME: runs it on the server CPU, waits for `listening on`, sets PORT.
+# start_server NAME: runs it on the server CPU, waits for `listening on`, sets
+# PORT. A hub keeping history in SQLite always starts from an empty directory.
 start_server() {
+  rm -rf "$OUT/chat-data" "$OUT/sqlite-data"
   local log=$OUT/$1.stdout
   # shellcheck disable=SC2086 # the command lines above are split on purpose
   "${ON_SERVER_CPU[@]}" ${SERVERS[$1]} > "$log" 2> "$OUT/$1.stderr" &
@@ -160,19 +167,11 @@ for pacing in "${CHAT_PACINGS[@]}"; do
     done
   done
 done
-# start_publish_server ENGINE: the hub with that message log; SQLite always
-# starts from an empty data directory.
-start_publish_server() {
-  if [ "$1" = sqlite ]; then
-    rm -rf "$OUT/sqlite-data"
-  fi
-  start_server "publish-$1"
-}
 for pacing in closed open; do
   for _ in $(seq "$ROUNDS"); do
     for transport in "${PUBLISH_TRANSPORTS[@]}"; do
       for engine in "${PUBLISH_ENGINES[@]}"; do
-        start_publish_server "$engine"
+        start_server "publish-$engine"
         label="publish-$engine" target="127.0.0.1:$PORT" flags=()
         if [ "$transport" = ws ]; then
           label="$label-ws" target="ws://127.0.0.1:$PORT/ws"
@@ -188,12 +187,11 @@ for pacing in closed open; do
   done
 done
 if [ -n "$PUBLISH_MESSAGES" ]; then
-  start_publish_server sqlite
+  start_server publish-sqlite
   record publish-sqlite-long publish "127.0.0.1:$PORT" --publishers "$PUBLISH_PUBLISHERS" \
     --rooms "$PUBLISH_ROOMS" --messages "$PUBLISH_MESSAGES" --warmup "$WARMUP"
   stop_server
 fi
-rm -rf "$OUT/sqlite-data"
 for name in "${RAW_SERVERS[@]}"; do
   start_server "$name"
   record "$name" idle "127.0.0.1:$PORT" --conns "$IDLE_CONNS" --hold "$IDLE_HOLD"
