@@ -7,6 +7,7 @@
 use std::fs::{File, OpenOptions, TryLockError};
 use std::path::Path;
 
+use crate::error::describe_io;
 use crate::log::LogError;
 
 /// The lock file's name inside the data directory.
@@ -37,8 +38,9 @@ impl DirLock {
             .open(&path)
             .map_err(|err| {
                 open_error(format!(
-                    "cannot create the lock file {}: {err}",
-                    path.display()
+                    "cannot create the lock file {}: {}",
+                    path.display(),
+                    describe_io(&err)
                 ))
             })?;
         match file.try_lock() {
@@ -49,7 +51,11 @@ impl DirLock {
                 path.display()
             ))),
             Err(TryLockError::Error(err)) => {
-                Err(open_error(format!("cannot lock {}: {err}", path.display())))
+                Err(open_error(format!(
+                    "cannot lock {}: {}",
+                    path.display(),
+                    describe_io(&err)
+                )))
             }
         }
     }

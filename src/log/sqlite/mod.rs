@@ -37,6 +37,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{TrySendError, sync_channel};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use crate::error::describe_io;
 use crate::log::{
     Deliver, Draft, LogError, LogFuture, MessageLog, Query, Receipt, Retention, RoomLog, receipt,
 };
@@ -125,7 +126,7 @@ impl SqliteLog {
             reason,
         };
         std::fs::create_dir_all(dir)
-            .map_err(|err| dir_error(format!("cannot create the directory: {err}")))?;
+            .map_err(|err| dir_error(format!("cannot create the directory: {}", describe_io(&err))))?;
         let lock = DirLock::acquire(dir)?;
         let path = dir.join(DATABASE_FILE);
         let mut conn = schema::open_writer(&path, options.sync)?;
