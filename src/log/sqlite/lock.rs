@@ -50,13 +50,11 @@ impl DirLock {
                  stop it or give another directory",
                 path.display()
             ))),
-            Err(TryLockError::Error(err)) => {
-                Err(open_error(format!(
-                    "cannot lock {}: {}",
-                    path.display(),
-                    describe_io(&err)
-                )))
-            }
+            Err(TryLockError::Error(err)) => Err(open_error(format!(
+                "cannot lock {}: {}",
+                path.display(),
+                describe_io(&err)
+            ))),
         }
     }
 }

@@ -125,8 +125,12 @@ impl SqliteLog {
             path: dir.display().to_string(),
             reason,
         };
-        std::fs::create_dir_all(dir)
-            .map_err(|err| dir_error(format!("cannot create the directory: {}", describe_io(&err))))?;
+        std::fs::create_dir_all(dir).map_err(|err| {
+            dir_error(format!(
+                "cannot create the directory: {}",
+                describe_io(&err)
+            ))
+        })?;
         let lock = DirLock::acquire(dir)?;
         let path = dir.join(DATABASE_FILE);
         let mut conn = schema::open_writer(&path, options.sync)?;
