@@ -10,6 +10,7 @@
 
 pub mod memory;
 mod receipt;
+pub mod redis;
 pub mod sqlite;
 
 #[cfg(test)]

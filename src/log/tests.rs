@@ -11,11 +11,35 @@ use crate::model::{Nick, RoomName};
 pub struct Recorder {
     /// Every delivered message, in delivery order.
     pub delivered: Mutex<Vec<Committed>>,
+    /// Woken on every delivery.
+    grew: tokio::sync::Notify,
+}
+
+impl Recorder {
+    /// Waits (at most ten seconds) until `count` messages were delivered.
+    pub async fn wait_for(&self, count: usize) {
+        let waiting = async {
+            loop {
+                let grew = self.grew.notified();
+                if self.delivered.lock().unwrap().len() >= count {
+                    return;
+                }
+                grew.await;
+            }
+        };
+        let waited = tokio::time::timeout(std::time::Duration::from_secs(10), waiting).await;
+        assert!(
+            waited.is_ok(),
+            "{} delivered, waited for {count}",
+            self.delivered.lock().unwrap().len()
+        );
+    }
 }
 
 impl Deliver for Recorder {
     fn deliver(&self, committed: &[Committed]) {
         self.delivered.lock().unwrap().extend_from_slice(committed);
+        self.grew.notify_waiters();
     }
 }
 
@@ -277,7 +301,7 @@ pub async fn close_commits_what_was_submitted(log: Arc<dyn MessageLog>) {
 }
 
 /// Instantiates the suite for one engine: `engine_suite!(make_log)` where
-/// `make_log()` returns a fresh `Arc<dyn MessageLog>`.
+/// `make_log().await` returns a fresh `Arc<dyn MessageLog>`.
 macro_rules! engine_suite {
     ($make:expr) => {
         engine_suite!(@tests $make;
@@ -296,7 +320,7 @@ macro_rules! engine_suite {
         $(
             #[tokio::test]
             async fn $name() {
-                $crate::log::tests::$name($make()).await;
+                $crate::log::tests::$name($make().await).await;
             }
         )*
     };
@@ -309,7 +333,7 @@ mod memory {
     use crate::log::memory::MemoryLog;
     use crate::log::{MessageLog, Retention};
 
-    fn make() -> Arc<dyn MessageLog> {
+    async fn make() -> Arc<dyn MessageLog> {
         Arc::new(MemoryLog::new(Retention::default()))
     }
 

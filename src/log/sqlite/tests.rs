@@ -105,7 +105,7 @@ impl MessageLog for TempLog {
 }
 
 /// A fresh log for the shared suite.
-fn make() -> Arc<dyn MessageLog> {
+async fn make() -> Arc<dyn MessageLog> {
     let dir = TempDir::new("suite");
     let log = SqliteLog::open(dir.options()).unwrap();
     Arc::new(TempLog { log, _dir: dir })
