@@ -12,6 +12,7 @@
 pub mod auth;
 pub mod bench;
 pub mod client;
+pub mod cluster;
 pub mod echo;
 pub mod error;
 pub mod hub;

@@ -157,6 +157,23 @@ pub struct ServeArgs {
     /// Delete messages older than this many days (fractions allowed).
     #[arg(long, value_name = "DAYS")]
     pub keep_days: Option<f64>,
+
+    /// Make this server one node of a hub shared through Redis at URL
+    /// (`redis://[:PASSWORD@]HOST:PORT[/DB]`, `rediss://` for TLS): history,
+    /// ids, nicks and rooms live there, and nothing on disk here.
+    #[arg(
+        long,
+        value_name = "URL",
+        env = "SWITCHBOARD_REDIS",
+        hide_env_values = true,
+        conflicts_with_all = ["memory", "data"]
+    )]
+    pub redis: Option<String>,
+
+    /// This node's name among the others (in `/api/connections` and the
+    /// cluster's directory) [default: HOSTNAME:PORT].
+    #[arg(long, value_name = "NAME")]
+    pub node_name: Option<String>,
 }
 
 /// `serve --sync`: how hard SQLite makes each commit durable.

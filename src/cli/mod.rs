@@ -5,6 +5,7 @@
 
 pub mod args;
 mod bench;
+mod serve;
 
 use std::io::Write;
 use std::net::SocketAddr;
@@ -15,32 +16,14 @@ use anyhow::{Context, bail};
 use tokio::io::AsyncReadExt;
 use tokio_util::sync::CancellationToken;
 
-use args::{
-    Cli, Command, ConnectArgs, EchoArgs, ListenArgs, SendArgs, ServeArgs, SyncArg, TlsClientArgs,
-};
-use metrics_exporter_prometheus::PrometheusBuilder;
+use args::{Cli, Command, ConnectArgs, EchoArgs, ListenArgs, SendArgs, TlsClientArgs};
 use rustls::ClientConfig;
-use switchboard::auth::{Access, Token};
 use switchboard::client::{connect, send};
 use switchboard::echo::{self, EchoOptions, ReplyStyle};
-use switchboard::hub::session::Limits;
-use switchboard::hub::{Hub, HubConfig};
-use switchboard::log::memory::MemoryLog;
-use switchboard::log::sqlite::{Durability, SqliteLog, SqliteOptions};
-use switchboard::log::{MessageLog, Retention};
-use switchboard::model::names::RoomName;
 use switchboard::net::addr::HostPort;
-use switchboard::net::fd_limit::raise_fd_limit;
 use switchboard::net::listener;
-use switchboard::net::shutdown::run_until_signalled;
-use switchboard::net::tls::{self, Identity, Trust};
-use switchboard::server::{self, ServeOptions};
-use switchboard::transport::Counters;
-use switchboard::transport::connection::Lifecycle;
-use switchboard::transport::http::HttpConfig;
-use switchboard::transport::line::LineConfig;
-use switchboard::transport::ws::WsConfig;
-use tokio_rustls::TlsAcceptor;
+use switchboard::net::shutdown::{StopSignals, run_until_signalled};
+use switchboard::net::tls::{self, Trust};
 
 /// Runs the command `cli` names.
 ///
@@ -48,176 +31,12 @@ use tokio_rustls::TlsAcceptor;
 /// Whatever stopped the command, worded for the user.
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
-        Command::Serve(args) => run_serve(args).await,
+        Command::Serve(args) => serve::run(args).await,
         Command::Echo(args) => run_echo(args).await,
         Command::Send(args) => run_send(args).await,
         Command::Connect(args) => run_connect(args).await,
         Command::Bench(args) => bench::run(args).await,
     }
-}
-
-/// `switchboard serve`.
-async fn run_serve(args: ServeArgs) -> anyhow::Result<()> {
-    let spec = listen_spec(&args.listen, server::DEFAULT_PORT)?;
-    // Every flag is checked (and the TLS files read) before the data
-    // directory is touched.
-    let options = serve_options(&args)?;
-    let hub_config = HubConfig {
-        presence_limit: args.presence_limit,
-        queue: args.queue,
-    };
-    let hub = Hub::open(open_log(&args)?, hub_config).await?;
-    raise_fd_limit();
-    let listener = listener::bind_tcp(&spec).await?;
-    announce(listener.local_addr()?);
-    let shutdown = CancellationToken::new();
-    run_until_signalled(
-        server::run(listener, hub.clone(), options, shutdown.clone()),
-        shutdown,
-    )
-    .await;
-    hub.close().await;
-    Ok(())
-}
-
-/// How the hub's edges behave, from `serve`'s flags.
-///
-/// # Errors
-/// A flag out of range, or TLS files that cannot be used.
-fn serve_options(args: &ServeArgs) -> anyhow::Result<ServeOptions> {
-    if args.rate.is_nan() || args.rate < 0.0 {
-        bail!("--rate must be 0 (no limit) or a positive number of messages per second");
-    }
-    if args.burst == 0 || args.queue == 0 || args.max_connections == 0 {
-        bail!("--burst, --queue and --max-connections must be positive");
-    }
-    if args.max_line < 64 || args.max_ws_message < 64 || args.max_body < 64 {
-        bail!("--max-line, --max-ws-message and --max-body must be at least 64 bytes");
-    }
-    for (flag, token) in [
-        ("--token", &args.token),
-        ("--admin-token", &args.admin_token),
-    ] {
-        if token
-            .as_deref()
-            .is_some_and(|t| t.trim().is_empty() || t.contains(char::is_whitespace))
-        {
-            bail!("{flag} must be a non-empty word without spaces");
-        }
-    }
-    // Installed first: the transports' counters are looked up from it once.
-    let metrics = PrometheusBuilder::new()
-        .install_recorder()
-        .map_err(|err| tracing::warn!("metrics are off: {err}"))
-        .ok();
-    let idle_timeout = Duration::from_secs(args.idle_timeout.max(1));
-    let default_room = RoomName::parse("lobby").expect("a valid room name");
-    let limits = Limits {
-        rate: args.rate,
-        burst: args.burst,
-        max_text: args.max_line.max(args.max_ws_message),
-    };
-    let lifecycle = |transport, ping_interval| {
-        Arc::new(Lifecycle {
-            idle_timeout,
-            ping_interval,
-            counters: Counters::of(transport),
-        })
-    };
-    Ok(ServeOptions {
-        line: LineConfig {
-            max_line: args.max_line,
-            limits: Limits {
-                max_text: args.max_line,
-                ..limits
-            },
-            default_room: default_room.clone(),
-            lifecycle: lifecycle("tcp", None),
-        },
-        ws: WsConfig {
-            max_message: args.max_ws_message,
-            limits,
-            default_room,
-            lifecycle: lifecycle("ws", Some(Duration::from_secs(args.ping_interval.max(1)))),
-        },
-        http: HttpConfig {
-            max_body: args.max_body,
-        },
-        max_connections: args.max_connections,
-        access: Access {
-            client: args.token.as_deref().map(Token::new),
-            admin: args.admin_token.as_deref().map(Token::new),
-        },
-        tls: tls_acceptor(args)?,
-        metrics,
-    })
-}
-
-/// The message log `serve`'s flags ask for: in memory, or SQLite in `--data`.
-///
-/// # Errors
-/// A bad retention flag, or a data directory that cannot be used.
-fn open_log(args: &ServeArgs) -> anyhow::Result<Arc<dyn MessageLog>> {
-    let keep_for = match args.keep_days {
-        None => None,
-        Some(days) if days.is_finite() && days > 0.0 && days <= 36_500.0 => {
-            Some(Duration::from_secs_f64(days * 86_400.0))
-        }
-        Some(days) => bail!("invalid --keep-days {days}: give a number of days above 0"),
-    };
-    if args.keep_messages == Some(0) {
-        bail!("--keep-messages must be at least 1");
-    }
-    let retention = Retention {
-        keep_messages: args.keep_messages,
-        keep_for,
-    };
-    if args.memory {
-        return Ok(Arc::new(MemoryLog::new(retention)));
-    }
-    ignore_file_size_signal();
-    let sync = match args.sync {
-        SyncArg::Full => Durability::Full,
-        SyncArg::Normal => Durability::Normal,
-    };
-    let log = SqliteLog::open(SqliteOptions {
-        dir: args.data.clone(),
-        sync,
-        retention,
-    })?;
-    tracing::info!("history in {}", args.data.display());
-    Ok(Arc::new(log))
-}
-
-/// Makes a write past the file size limit (`ulimit -f`) fail with an error
-/// that the message log reports, like a full disk, instead of killing the
-/// server with SIGXFSZ.
-fn ignore_file_size_signal() {
-    // SAFETY: setting a signal's disposition to SIG_IGN runs no code of ours
-    // in a signal handler; it is done once, before any thread writes files.
-    unsafe {
-        libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
-    }
-}
-
-/// The TLS acceptor `serve`'s flags ask for, if any.
-fn tls_acceptor(args: &ServeArgs) -> anyhow::Result<Option<TlsAcceptor>> {
-    let identity = match (&args.tls_cert, &args.tls_key) {
-        (Some(cert), Some(key)) => Identity::Files {
-            cert: cert.clone(),
-            key: key.clone(),
-        },
-        _ if args.tls_self_signed => Identity::SelfSigned,
-        _ => return Ok(None),
-    };
-    let acceptor = tls::acceptor(&identity)?;
-    match identity {
-        Identity::SelfSigned => {
-            tracing::warn!("TLS with a self-signed certificate for localhost: for development only")
-        }
-        Identity::Files { cert, .. } => tracing::info!("TLS with {}", cert.display()),
-    }
-    Ok(Some(acceptor))
 }
 
 /// `switchboard echo`.
@@ -227,14 +46,16 @@ async fn run_echo(args: EchoArgs) -> anyhow::Result<()> {
     let shutdown = CancellationToken::new();
     if args.udp {
         let socket = listener::bind_udp(&spec).await?;
+        let signals = StopSignals::catch();
         announce(socket.local_addr()?);
         let server = echo::run_udp(socket, options, shutdown.clone());
-        run_until_signalled(server, shutdown).await;
+        run_until_signalled(server, shutdown, signals).await;
     } else {
         let listener = listener::bind_tcp(&spec).await?;
+        let signals = StopSignals::catch();
         announce(listener.local_addr()?);
         let server = echo::run_stream(listener, options, shutdown.clone());
-        run_until_signalled(server, shutdown).await;
+        run_until_signalled(server, shutdown, signals).await;
     }
     Ok(())
 }
@@ -257,7 +78,7 @@ fn echo_options(args: &EchoArgs) -> EchoOptions {
 }
 
 /// Where to listen: `--listen HOST:PORT`, or `--host`/`--port` with a default port.
-fn listen_spec(args: &ListenArgs, default_port: u16) -> anyhow::Result<HostPort> {
+pub(crate) fn listen_spec(args: &ListenArgs, default_port: u16) -> anyhow::Result<HostPort> {
     match &args.listen {
         Some(listen) => Ok(HostPort::parse(listen)?),
         None => Ok(HostPort {
@@ -272,7 +93,7 @@ fn listen_spec(args: &ListenArgs, default_port: u16) -> anyhow::Result<HostPort>
 }
 
 /// Prints the `listening on ADDR:PORT` line scripts wait for.
-fn announce(addr: SocketAddr) {
+pub(crate) fn announce(addr: SocketAddr) {
     // A closed stdout must not stop the server: the line is for scripts that care.
     let _ = writeln!(std::io::stdout(), "listening on {addr}");
 }

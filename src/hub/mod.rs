@@ -23,6 +23,7 @@ use std::time::SystemTime;
 
 use serde::Serialize;
 
+use crate::cluster::{Directory, DirectoryError, Member, Notices, Snapshot};
 use crate::log::{Committed, Deliver, Draft, LogError, MessageLog, Query};
 use crate::model::{ChatMessage, DirectMessage, Nick, RoomName};
 use queue::Inbox;
@@ -102,6 +103,8 @@ impl Traffic {
 pub struct DiaryEntry {
     /// File descriptor.
     pub fd: i32,
+    /// The node (server process) the connection is on.
+    pub node: String,
     /// Peer `IP:PORT`.
     pub peer: String,
     /// `tcp` or `ws`.
@@ -125,6 +128,8 @@ pub struct HubConfig {
     pub presence_limit: usize,
     /// Events queued per connection before it counts as too slow.
     pub queue: usize,
+    /// This node's name (`--node-name`), in the diary.
+    pub node: Arc<str>,
 }
 
 impl Default for HubConfig {
@@ -132,6 +137,7 @@ impl Default for HubConfig {
         Self {
             presence_limit: 100,
             queue: 1024,
+            node: "localhost".into(),
         }
     }
 }
@@ -154,6 +160,12 @@ pub enum HubError {
     /// The message log refused or failed.
     #[error(transparent)]
     Log(#[from] LogError),
+    /// The nick is one the server gives to guests.
+    #[error("{0} is a name the server gives to guests: choose another")]
+    Reserved(Nick),
+    /// The other nodes could not be asked.
+    #[error(transparent)]
+    Cluster(DirectoryError),
 }
 
 /// What a transport holds for one registered connection.
@@ -188,29 +200,56 @@ pub struct Hub {
 struct Inner {
     registry: Arc<Registry>,
     log: Arc<dyn MessageLog>,
+    /// The other nodes' view, when this node is one of several.
+    cluster: Option<Arc<dyn Directory>>,
 }
 
 impl Hub {
-    /// A hub over `log`: it learns the rooms the log holds history for and
-    /// becomes where the log delivers what it commits.
+    /// A hub over `log`, one node of a cluster when `cluster` is given: it
+    /// learns the rooms the log holds history for and becomes where the log
+    /// delivers what it commits (and where other nodes' notices arrive).
     ///
     /// # Errors
     /// [`LogError`] when the log cannot list its rooms.
-    pub async fn open(log: Arc<dyn MessageLog>, config: HubConfig) -> Result<Self, LogError> {
+    pub async fn open(
+        log: Arc<dyn MessageLog>,
+        cluster: Option<Arc<dyn Directory>>,
+        config: HubConfig,
+    ) -> Result<Self, LogError> {
         let rooms = log.rooms().await?;
         let registry = Arc::new(Registry::new(config, rooms));
         log.attach(Arc::clone(&registry) as Arc<dyn Deliver>);
+        if let Some(cluster) = &cluster {
+            let snapshot = Arc::clone(&registry);
+            cluster.attach(
+                Arc::clone(&registry) as Arc<dyn Notices>,
+                Arc::new(move || -> Snapshot { snapshot.snapshot() }),
+            );
+        }
         Ok(Self {
-            inner: Arc::new(Inner { registry, log }),
+            inner: Arc::new(Inner {
+                registry,
+                log,
+                cluster,
+            }),
         })
     }
 
-    /// Registers a connection under a fresh `guest-N` nick.
+    /// Registers a connection under a fresh `guest-N` nick (unique across
+    /// the cluster, when there is one).
     pub fn register(&self, info: ConnectionInfo) -> Mailbox {
         let transport = info.transport.as_str();
         metrics::gauge!("switchboard_connections", "transport" => transport).increment(1.0);
         metrics::counter!("switchboard_connections_total", "transport" => transport).increment(1);
-        self.inner.registry.register(info)
+        let cluster = self.inner.cluster.as_ref();
+        let mailbox = self
+            .inner
+            .registry
+            .register(info, cluster.map(|c| c.guest_number()));
+        if let Some(cluster) = cluster {
+            cluster.has(Member(mailbox.id), &mailbox.nick);
+        }
+        mailbox
     }
 
     /// Kicks every connection, now and later, because the server is stopping:
@@ -219,9 +258,14 @@ impl Hub {
         self.inner.registry.stop();
     }
 
-    /// Commits what the log still holds and stops it; called once every
-    /// connection is gone.
+    /// Lets go of this node's place in the cluster, then commits what the
+    /// log still holds and stops it; called once every connection is gone.
     pub async fn close(&self) {
+        if let Some(cluster) = &self.inner.cluster
+            && let Err(err) = cluster.close().await
+        {
+            tracing::warn!("{err}");
+        }
         if let Err(err) = self.inner.log.close().await {
             tracing::error!("{err}");
         }
@@ -230,18 +274,50 @@ impl Hub {
     /// Removes a connection: it leaves its rooms (members are told) and frees
     /// its nick. Safe to call again.
     pub fn unregister(&self, id: ConnId) {
-        if let Some(info) = self.inner.registry.unregister(id) {
-            let transport = info.transport.as_str();
-            metrics::gauge!("switchboard_connections", "transport" => transport).decrement(1.0);
+        let Some(left) = self.inner.registry.unregister(id) else {
+            return;
+        };
+        let transport = left.info.transport.as_str();
+        metrics::gauge!("switchboard_connections", "transport" => transport).decrement(1.0);
+        if let Some(cluster) = &self.inner.cluster {
+            for room in &left.rooms {
+                cluster.parted(Member(id), &left.nick, room);
+            }
+            cluster.release(Member(id), &left.nick);
         }
     }
 
-    /// Changes a connection's nick and tells the members of its rooms; returns the old nick.
+    /// Changes a connection's nick (claimed across the cluster first, when
+    /// there is one) and tells the members of its rooms; returns the old nick.
     ///
     /// # Errors
-    /// [`HubError::NickTaken`] when another connection has it.
-    pub fn set_nick(&self, id: ConnId, nick: Nick) -> Result<Nick, HubError> {
-        self.inner.registry.set_nick(id, nick)
+    /// [`HubError::NickTaken`] when someone else has it, [`HubError::Reserved`]
+    /// for a `guest-N` name, [`HubError::Cluster`] when the cluster cannot
+    /// be asked.
+    pub async fn set_nick(&self, id: ConnId, nick: Nick) -> Result<Nick, HubError> {
+        let registry = &self.inner.registry;
+        if nick.is_guest() && registry.nick_of(id)?.key() != nick.key() {
+            return Err(HubError::Reserved(nick));
+        }
+        registry.nick_free(id, &nick)?;
+        let member = Member(id);
+        if let Some(cluster) = &self.inner.cluster {
+            cluster
+                .claim(member, &nick)
+                .await
+                .map_err(|err| match err {
+                    DirectoryError::Taken(nick) => HubError::NickTaken(nick),
+                    other => HubError::Cluster(other),
+                })?;
+        }
+        let (old, rooms) = registry.set_nick(id, nick.clone())?;
+        if let Some(cluster) = &self.inner.cluster
+            && old.key() != nick.key()
+        {
+            cluster.renamed(member, &old, &nick, &rooms);
+            cluster.release(member, &old);
+        }
+        Ok(old)
     }
 
     /// Adds a connection to a room and tells the other members.
@@ -249,7 +325,13 @@ impl Hub {
     /// # Errors
     /// [`HubError::Gone`] when the connection has left.
     pub fn join(&self, id: ConnId, room: &RoomName) -> Result<Joined, HubError> {
-        self.inner.registry.join(id, room)
+        let joined = self.inner.registry.join(id, room)?;
+        if let Some(cluster) = &self.inner.cluster
+            && !joined.already_member
+        {
+            cluster.joined(Member(id), &self.inner.registry.nick_of(id)?, room);
+        }
+        Ok(joined)
     }
 
     /// Removes a connection from a room and tells the other members.
@@ -257,7 +339,12 @@ impl Hub {
     /// # Errors
     /// [`HubError::NotInRoom`] when it was not a member.
     pub fn part(&self, id: ConnId, room: &RoomName) -> Result<(), HubError> {
-        self.inner.registry.part(id, room)
+        let nick = self.inner.registry.nick_of(id)?;
+        self.inner.registry.part(id, room)?;
+        if let Some(cluster) = &self.inner.cluster {
+            cluster.parted(Member(id), &nick, room);
+        }
+        Ok(())
     }
 
     /// Says `text` in `room` as connection `id`, which must be a member;
@@ -287,8 +374,9 @@ impl Hub {
         }
     }
 
-    /// Sends a direct message to whoever has the nick `to`; returns it once
-    /// committed and delivered (the sender's copy is the caller's to show).
+    /// Sends a direct message to whoever has the nick `to`, on any node;
+    /// returns it once committed and delivered (the sender's copy is the
+    /// caller's to show).
     ///
     /// # Errors
     /// [`HubError::NoSuchNick`] when nobody has that nick, [`HubError::Log`]
@@ -299,7 +387,14 @@ impl Hub {
         to: &Nick,
         text: &str,
     ) -> Result<Arc<DirectMessage>, HubError> {
-        let (from, to) = self.inner.registry.correspondents(id, to)?;
+        let (from, to) = match &self.inner.cluster {
+            None => self.inner.registry.correspondents(id, to)?,
+            Some(cluster) => {
+                let from = self.inner.registry.nick_of(id)?;
+                let owner = cluster.owner(to).await.map_err(HubError::Cluster)?;
+                (from, owner.ok_or_else(|| HubError::NoSuchNick(to.clone()))?)
+            }
+        };
         let draft = Draft::Direct {
             from,
             to,
@@ -319,23 +414,47 @@ impl Hub {
         Ok(self.inner.log.read(query).await?)
     }
 
-    /// Whether messages can be stored now.
+    /// Whether messages can be stored and the cluster reached now.
     ///
     /// # Errors
     /// Why not.
-    pub fn health(&self) -> Result<(), LogError> {
-        self.inner.log.health()
+    pub fn health(&self) -> Result<(), HubError> {
+        self.inner.log.health()?;
+        if let Some(cluster) = &self.inner.cluster {
+            cluster.health().map_err(HubError::Cluster)?;
+        }
+        Ok(())
     }
 
-    /// The nicks in `room`, sorted (empty for a room nobody is in).
-    pub fn who(&self, room: &RoomName) -> Vec<Nick> {
-        self.inner.registry.who(room)
+    /// The nicks in `room` on every node, sorted (empty for a room nobody is in).
+    ///
+    /// # Errors
+    /// [`HubError::Cluster`] when the cluster cannot be asked.
+    pub async fn who(&self, room: &RoomName) -> Result<Vec<Nick>, HubError> {
+        match &self.inner.cluster {
+            None => Ok(self.inner.registry.who(room)),
+            Some(cluster) => cluster.who(room).await.map_err(HubError::Cluster),
+        }
     }
 
-    /// The rooms with members or history, with their member counts and last
-    /// ids, sorted by name.
-    pub fn rooms(&self) -> Vec<(RoomName, usize, u64)> {
-        self.inner.registry.rooms()
+    /// The rooms with members or history, with their member counts (on
+    /// every node) and last ids, sorted by name.
+    ///
+    /// # Errors
+    /// [`HubError::Cluster`] when the cluster cannot be asked.
+    pub async fn rooms(&self) -> Result<Vec<(RoomName, usize, u64)>, HubError> {
+        let mut rooms = self.inner.registry.rooms();
+        if let Some(cluster) = &self.inner.cluster {
+            let names = rooms.iter().map(|(room, _, _)| room.clone()).collect();
+            let counts = cluster
+                .member_counts(names)
+                .await
+                .map_err(HubError::Cluster)?;
+            for (room, members, _) in &mut rooms {
+                *members = counts.get(room).copied().unwrap_or(*members);
+            }
+        }
+        Ok(rooms)
     }
 
     /// The file-descriptor diary: every live connection, by file descriptor.

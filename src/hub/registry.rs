@@ -11,11 +11,23 @@ use std::collections::{HashMap, HashSet};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use crate::cluster::{Member, Notice, Notices, Snapshot};
 use crate::hub::event::{Event, Outgoing};
 use crate::hub::queue::{self, Full, Kick, Outbox, Wakeups};
 use crate::hub::{ConnId, ConnectionInfo, DiaryEntry, HubConfig, HubError, Joined, Mailbox};
 use crate::log::{Committed, Deliver, RoomLog};
 use crate::model::{ChatMessage, DirectMessage, Nick, RoomName};
+
+/// What a connection was when it left.
+#[derive(Debug)]
+pub struct Left {
+    /// How it had connected.
+    pub info: ConnectionInfo,
+    /// Its nick.
+    pub nick: Nick,
+    /// The rooms it was in.
+    pub rooms: Vec<RoomName>,
+}
 
 /// A room: its members here, and the last id delivered in it.
 #[derive(Debug, Default)]
@@ -122,20 +134,24 @@ impl Registry {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Registers a connection under a fresh `guest-N` nick.
-    pub fn register(&self, info: ConnectionInfo) -> Mailbox {
+    /// Registers a connection under a fresh `guest-N` nick: number `guest`
+    /// when a cluster gives it, else the next of this node's own.
+    pub fn register(&self, info: ConnectionInfo, guest: Option<u64>) -> Mailbox {
         let (outbox, events) = queue::bounded(self.config.queue);
         let mut wakeups = Wakeups::default();
         let mut state = self.state();
         if state.stopping {
             outbox.kick(Kick::ServerStopping, &mut wakeups);
         }
-        let nick = loop {
-            state.next_guest += 1;
-            let candidate = format!("guest-{}", state.next_guest);
-            if !state.nicks.contains_key(candidate.as_str()) {
-                break Nick::parse(&candidate).expect("guest-N is a valid nick");
-            }
+        let nick = match guest {
+            Some(number) => Nick::guest(number),
+            None => loop {
+                state.next_guest += 1;
+                let candidate = Nick::guest(state.next_guest);
+                if !state.nicks.contains_key(&candidate.key()) {
+                    break candidate;
+                }
+            },
         };
         state.next_conn += 1;
         let id = state.next_conn;
@@ -161,8 +177,8 @@ impl Registry {
     }
 
     /// Removes a connection: it leaves its rooms (members are told) and frees
-    /// its nick. Returns how it connected, or `None` when it was gone already.
-    pub fn unregister(&self, id: ConnId) -> Option<ConnectionInfo> {
+    /// its nick. Returns what it was, or `None` when it was gone already.
+    pub fn unregister(&self, id: ConnId) -> Option<Left> {
         let mut wakeups = Wakeups::default();
         let mut state = self.state();
         let conn = state.conns.remove(&id)?;
@@ -170,14 +186,56 @@ impl Registry {
         for room in conn.rooms.iter() {
             self.leave(&mut state, id, &conn.nick, room, &mut wakeups);
         }
-        Some(conn.info)
+        Some(Left {
+            info: conn.info,
+            nick: conn.nick.clone(),
+            rooms: conn.rooms.iter().cloned().collect(),
+        })
     }
 
-    /// Changes a connection's nick and tells the members of its rooms; returns the old nick.
+    /// Whether `nick` is free on this node for connection `id`.
+    ///
+    /// # Errors
+    /// [`HubError::NickTaken`] when another connection here has it.
+    pub fn nick_free(&self, id: ConnId, nick: &Nick) -> Result<(), HubError> {
+        match self.state().nicks.get(&nick.key()) {
+            Some(owner) if *owner != id => Err(HubError::NickTaken(nick.clone())),
+            _ => Ok(()),
+        }
+    }
+
+    /// Every connection of this node, its nick and its rooms.
+    pub fn snapshot(&self) -> Snapshot {
+        let state = self.state();
+        let members = state
+            .conns
+            .iter()
+            .map(|(id, conn)| {
+                (
+                    Member(*id),
+                    conn.nick.clone(),
+                    conn.rooms.iter().cloned().collect(),
+                )
+            })
+            .collect();
+        Snapshot { members }
+    }
+
+    /// The nick of connection `id`.
+    ///
+    /// # Errors
+    /// [`HubError::Gone`] when it has left.
+    pub fn nick_of(&self, id: ConnId) -> Result<Nick, HubError> {
+        let state = self.state();
+        Ok(state.conns.get(&id).ok_or(HubError::Gone)?.nick.clone())
+    }
+
+    /// Changes a connection's nick and tells the members of its rooms;
+    /// returns the old nick and the rooms.
     ///
     /// # Errors
     /// [`HubError::NickTaken`] when another connection has it.
-    pub fn set_nick(&self, id: ConnId, nick: Nick) -> Result<Nick, HubError> {
+    pub fn set_nick(&self, id: ConnId, nick: Nick) -> Result<(Nick, Vec<RoomName>), HubError> {
         let mut wakeups = Wakeups::default();
         let mut state = self.state();
         match state.nicks.get(&nick.key()) {
@@ -201,7 +259,7 @@ impl Registry {
             let fresh = room.members.iter().copied().filter(|m| told.insert(*m));
             queue_to(&state.conns, fresh, &event, &mut wakeups);
         }
-        Ok(old)
+        Ok((old, rooms))
     }
 
     /// Adds a connection to a room (created on first join) and tells the
@@ -318,6 +376,7 @@ impl Registry {
             .values()
             .map(|conn| DiaryEntry {
                 fd: conn.info.fd,
+                node: self.config.node.to_string(),
                 peer: conn.info.peer.to_string(),
                 transport: conn.info.transport,
                 nick: conn.nick.to_string(),
@@ -391,6 +450,66 @@ impl Registry {
         if let Some(recipient) = state.nicks.get(&message.to.key()) {
             let event = Outgoing::new(Event::Dm(Arc::clone(message)));
             queue_to(&state.conns, [*recipient], &event, wakeups);
+        }
+    }
+}
+
+impl Notices for Registry {
+    fn notice(&self, notice: &Notice) {
+        let (room, members, event) = match notice {
+            Notice::Joined {
+                room,
+                nick,
+                members,
+            } => (
+                room,
+                *members,
+                Event::Joined {
+                    room: room.clone(),
+                    nick: nick.clone(),
+                    reference: None,
+                },
+            ),
+            Notice::Parted {
+                room,
+                nick,
+                members,
+            } => (
+                room,
+                *members,
+                Event::Parted {
+                    room: room.clone(),
+                    nick: nick.clone(),
+                    reference: None,
+                },
+            ),
+            Notice::Renamed {
+                room,
+                old,
+                new,
+                members,
+            } => (
+                room,
+                *members,
+                Event::NickChanged {
+                    old: old.clone(),
+                    new: new.clone(),
+                },
+            ),
+        };
+        if members > self.config.presence_limit {
+            return;
+        }
+        let mut wakeups = Wakeups::default();
+        let state = self.state();
+        if let Some(local) = state.rooms.get(room) {
+            let event = Outgoing::new(event);
+            queue_to(
+                &state.conns,
+                local.members.iter().copied(),
+                &event,
+                &mut wakeups,
+            );
         }
     }
 }

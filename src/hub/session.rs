@@ -181,7 +181,7 @@ impl Session {
     pub async fn handle(&mut self, request: Request) -> Vec<Arc<Outgoing>> {
         let Request { command, reference } = request;
         let replies = match command {
-            Command::Nick(nick) => self.change_nick(&nick, &reference),
+            Command::Nick(nick) => self.change_nick(&nick, &reference).await,
             Command::Join { room, since } => self.join(&room, since, &reference),
             Command::Part(room) => self.part(room.as_deref(), &reference),
             Command::Say { room, text } => self.say(room.as_deref(), &text, &reference).await,
@@ -190,14 +190,8 @@ impl Session {
                 self.history(room.as_deref(), since, limit, &reference)
                     .await
             }
-            Command::Who(room) => self.who(room.as_deref(), &reference),
-            Command::Rooms => Ok(vec![Event::Rooms(
-                self.hub
-                    .rooms()
-                    .into_iter()
-                    .map(|(room, members, _)| (room, members))
-                    .collect(),
-            )]),
+            Command::Who(room) => self.who(room.as_deref(), &reference).await,
+            Command::Rooms => self.rooms(&reference).await,
         };
         replies
             .unwrap_or_else(|error| vec![error])
@@ -207,10 +201,15 @@ impl Session {
     }
 
     /// `nick`: check, claim, confirm.
-    fn change_nick(&mut self, nick: &str, reference: &Reference) -> Result<Vec<Event>, Event> {
+    async fn change_nick(
+        &mut self,
+        nick: &str,
+        reference: &Reference,
+    ) -> Result<Vec<Event>, Event> {
         let nick = Nick::parse(nick).map_err(|e| name_error(e, reference))?;
         self.hub
             .set_nick(self.id, nick.clone())
+            .await
             .map_err(|e| hub_error(e, reference))?;
         self.nick = nick.clone();
         Ok(vec![Event::Ack {
@@ -382,14 +381,38 @@ impl Session {
         }])
     }
 
-    /// `who`: the members of the named or current room.
-    fn who(&mut self, room: Option<&str>, reference: &Reference) -> Result<Vec<Event>, Event> {
+    /// `who`: the members of the named or current room, on every node.
+    async fn who(
+        &mut self,
+        room: Option<&str>,
+        reference: &Reference,
+    ) -> Result<Vec<Event>, Event> {
         let room = self.room_or_current(room, reference)?;
+        let nicks = self
+            .hub
+            .who(&room)
+            .await
+            .map_err(|e| hub_error(e, reference))?;
         Ok(vec![Event::Who {
-            nicks: self.hub.who(&room),
+            nicks,
             room,
             reference: reference.clone(),
         }])
+    }
+
+    /// `rooms`: the rooms with members or history, and their member counts.
+    async fn rooms(&mut self, reference: &Reference) -> Result<Vec<Event>, Event> {
+        let rooms = self
+            .hub
+            .rooms()
+            .await
+            .map_err(|e| hub_error(e, reference))?;
+        Ok(vec![Event::Rooms(
+            rooms
+                .into_iter()
+                .map(|(room, members, _)| (room, members))
+                .collect(),
+        )])
     }
 
     /// The named room, or the current one when none is named.
@@ -445,7 +468,8 @@ fn hub_error(error: HubError, reference: &Reference) -> Event {
         HubError::NickTaken(_) => ErrorCode::NickTaken,
         HubError::NotInRoom(_) => ErrorCode::NotInRoom,
         HubError::NoSuchNick(_) => ErrorCode::NoSuchNick,
-        HubError::Log(_) => ErrorCode::Unavailable,
+        HubError::Log(_) | HubError::Cluster(_) => ErrorCode::Unavailable,
+        HubError::Reserved(_) => ErrorCode::InvalidNick,
         HubError::Gone => ErrorCode::Internal,
     };
     Event::error(code, error.to_string(), reference.clone())

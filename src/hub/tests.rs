@@ -22,7 +22,7 @@ const OPEN: Limits = Limits {
 /// A hub over a fresh in-memory log.
 async fn hub(config: HubConfig) -> Hub {
     let log: Arc<dyn MessageLog> = Arc::new(MemoryLog::new(Retention::default()));
-    Hub::open(log, config).await.unwrap()
+    Hub::open(log, None, config).await.unwrap()
 }
 
 /// A client: its session and the queue its events arrive in.
@@ -195,6 +195,7 @@ async fn presence_is_told_in_small_rooms_only() {
     let hub = hub(HubConfig {
         presence_limit: 2,
         queue: 64,
+        ..HubConfig::default()
     })
     .await;
     let mut alice = Client::named(&hub, "alice", "small").await;
@@ -214,7 +215,11 @@ async fn presence_is_told_in_small_rooms_only() {
         alice.queued().is_empty(),
         "three members is over the limit of two: no notices"
     );
-    assert_eq!(hub.who(&room("small")).len(), 3, "who always answers");
+    assert_eq!(
+        hub.who(&room("small")).await.unwrap().len(),
+        3,
+        "who always answers"
+    );
 }
 
 #[tokio::test]
@@ -222,6 +227,7 @@ async fn a_member_that_falls_behind_is_kicked_and_the_others_go_on() {
     let hub = hub(HubConfig {
         presence_limit: 100,
         queue: 4,
+        ..HubConfig::default()
     })
     .await;
     let mut alice = Client::named(&hub, "alice", "dev").await;
@@ -277,7 +283,7 @@ async fn rooms_with_history_stay_listed_after_everyone_leaves() {
     alice.say("kept", "remember me").await;
     alice.join("fleeting", None).await;
     alice.session.disconnect();
-    assert_eq!(hub.rooms(), [(room("kept"), 0, 1)]);
+    assert_eq!(hub.rooms().await.unwrap(), [(room("kept"), 0, 1)]);
 }
 
 #[tokio::test]

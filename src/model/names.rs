@@ -63,6 +63,20 @@ impl Nick {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// The nick the server gives guest number `number`: `guest-N`.
+    pub fn guest(number: u64) -> Self {
+        Self(format!("guest-{number}").into())
+    }
+
+    /// Whether this is a name of the `guest-N` form the server gives.
+    pub fn is_guest(&self) -> bool {
+        self.0
+            .get(..6)
+            .is_some_and(|prefix| prefix.eq_ignore_ascii_case("guest-"))
+            && self.0.len() > 6
+            && self.0[6..].bytes().all(|b| b.is_ascii_digit())
+    }
 }
 
 impl fmt::Display for Nick {

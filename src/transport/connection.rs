@@ -470,8 +470,9 @@ mod tests {
         let config = HubConfig {
             presence_limit: 100,
             queue,
+            ..HubConfig::default()
         };
-        Hub::open(log, config).await.unwrap()
+        Hub::open(log, None, config).await.unwrap()
     }
 
     #[tokio::test(start_paused = true)]
@@ -491,7 +492,10 @@ mod tests {
         assert!(spoke.elapsed() >= IDLE, "traffic moved the deadline");
         assert_eq!(client.line().await, None);
         client.task.await.unwrap().unwrap();
-        assert_eq!(hub.who(&RoomName::parse("lobby").unwrap()), []);
+        assert_eq!(
+            hub.who(&RoomName::parse("lobby").unwrap()).await.unwrap(),
+            []
+        );
     }
 
     #[tokio::test(start_paused = true)]

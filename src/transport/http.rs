@@ -194,15 +194,20 @@ async fn metrics(State(state): State<AppState>) -> Response {
     response
 }
 
-/// `GET /api/rooms`.
-async fn rooms(State(state): State<AppState>) -> Json<Value> {
-    let rooms: Vec<Value> = state
-        .hub
-        .rooms()
-        .into_iter()
-        .map(|(room, members, last_id)| json!({"room": room.as_str(), "members": members, "last_id": last_id}))
-        .collect();
-    Json(Value::Array(rooms))
+/// `GET /api/rooms`: every room with members or history, on every node.
+async fn rooms(State(state): State<AppState>) -> Response {
+    match state.hub.rooms().await {
+        Ok(rooms) => {
+            let rooms: Vec<Value> = rooms
+                .into_iter()
+                .map(|(room, members, last_id)| {
+                    json!({"room": room.as_str(), "members": members, "last_id": last_id})
+                })
+                .collect();
+            Json(Value::Array(rooms)).into_response()
+        }
+        Err(err) => log_unavailable(&err),
+    }
 }
 
 /// The query of `GET /api/rooms/{room}/messages`.

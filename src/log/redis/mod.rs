@@ -157,6 +157,13 @@ impl RedisLog {
     }
 }
 
+impl RedisLog {
+    /// The Redis this log is in, as named in messages (without a password).
+    pub fn target(&self) -> &str {
+        &self.shared.target
+    }
+}
+
 impl MessageLog for RedisLog {
     fn attach(&self, deliver: Arc<dyn Deliver>) {
         if self.shared.deliver.set(deliver).is_err() {
@@ -464,8 +471,8 @@ fn new_epoch() -> String {
     format!("{nanos:x}-{:x}", std::process::id())
 }
 
-/// `url` with any password replaced by `***`.
-fn redacted(url: &str) -> String {
+/// `url` with any password replaced by `***`, for messages and logs.
+pub fn redacted(url: &str) -> String {
     match (url.split_once("://"), url.rfind('@')) {
         (Some((scheme, _)), Some(at)) => format!("{scheme}://***{}", &url[at..]),
         _ => url.to_string(),
