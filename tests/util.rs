@@ -72,9 +72,9 @@ impl Server {
     pub fn start(args: &[&str]) -> Self {
         let mut command = switchboard();
         command.args(args).args(["--port", "0"]);
-        let chooses_store = args
-            .iter()
-            .any(|arg| *arg == "--memory" || arg.starts_with("--data"));
+        let chooses_store = args.iter().any(|arg| {
+            *arg == "--memory" || arg.starts_with("--data") || arg.starts_with("--redis")
+        });
         if args.first() == Some(&"serve") && !chooses_store {
             command.arg("--data").arg(fresh_data_dir());
         }
@@ -481,4 +481,98 @@ pub fn make_certificate(dir: &Path, name: &str, extra: &[&str]) -> (String, Stri
     let made = run(openssl, b"");
     assert!(made.status.success(), "{made:?}");
     (cert, key)
+}
+
+/// A `redis-server` of the test's own on a free loopback port, killed when
+/// dropped.
+pub struct Redis {
+    child: Child,
+    /// Its port on 127.0.0.1.
+    pub port: u16,
+    /// Where it keeps its append-only file, when it persists.
+    dir: Option<PathBuf>,
+}
+
+impl Redis {
+    /// Starts one that keeps nothing on disk.
+    pub fn start() -> Self {
+        Self::launch(closed_port(), None)
+    }
+
+    /// Starts one that writes every command to an append-only file in `dir`
+    /// (`appendfsync always`), so a restart in `dir` keeps everything.
+    pub fn persistent(dir: &Path) -> Self {
+        Self::launch(closed_port(), Some(dir.to_path_buf()))
+    }
+
+    /// Kills it (`SIGKILL`) and starts it again on the same port, with the
+    /// same persistence.
+    pub fn restart(mut self) -> Self {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        Self::launch(self.port, self.dir.take())
+    }
+
+    /// Kills it and returns its port, for a later [`Redis::start_on`].
+    pub fn kill(mut self) -> u16 {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        self.port
+    }
+
+    /// Starts one (without persistence) on `port`.
+    pub fn start_on(port: u16) -> Self {
+        Self::launch(port, None)
+    }
+
+    /// Starts `redis-server` and waits for it to accept connections.
+    fn launch(port: u16, dir: Option<PathBuf>) -> Self {
+        let mut command = tool("redis-server");
+        command
+            .args([
+                "--bind",
+                "127.0.0.1",
+                "--port",
+                &port.to_string(),
+                "--save",
+                "",
+            ])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null());
+        match &dir {
+            Some(dir) => {
+                command.args(["--appendonly", "yes", "--appendfsync", "always", "--dir"]);
+                command.arg(dir);
+            }
+            None => {
+                command.args(["--appendonly", "no"]);
+            }
+        }
+        let mut child = command.spawn().expect("redis-server starts");
+        let stdout = child.stdout.take().expect("stdout piped");
+        let (ready, rx) = mpsc::channel();
+        thread::spawn(move || {
+            let mut lines = BufReader::new(stdout).lines().map_while(Result::ok);
+            let _ = ready.send(lines.any(|line| line.contains("Ready to accept connections")));
+            lines.for_each(drop);
+        });
+        assert_eq!(
+            rx.recv_timeout(STARTUP),
+            Ok(true),
+            "redis-server on port {port} did not start"
+        );
+        Self { child, port, dir }
+    }
+
+    /// `redis://127.0.0.1:PORT`.
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }

@@ -130,6 +130,9 @@ pub enum ErrorCode {
     EmptyText,
     /// A token is required first.
     Unauthorized,
+    /// Messages a replay asked for are no longer stored (retention deleted
+    /// them, or the store lost its data).
+    HistoryLost,
     /// The message log could not store or read it now (disk full, …):
     /// nothing was stored, try again.
     Unavailable,
@@ -156,6 +159,7 @@ impl ErrorCode {
             Self::NotUtf8 => "not_utf8",
             Self::EmptyText => "empty_text",
             Self::Unauthorized => "unauthorized",
+            Self::HistoryLost => "history_lost",
             Self::Unavailable => "unavailable",
             Self::Internal => "internal",
         }

@@ -16,6 +16,7 @@ use crate::hub::queue::Inbox;
 use crate::hub::rate::TokenBucket;
 use crate::hub::{ConnId, ConnectionInfo, Hub, HubError, Mailbox};
 use crate::log::Query;
+use crate::model::ChatMessage;
 use crate::model::names::{NameError, Nick, RoomName};
 
 /// The most messages one history request returns.
@@ -273,17 +274,18 @@ impl Session {
         if let Some(last) = page.last().filter(|_| page.len() == REPLAY_PAGE) {
             self.replay = Some(Box::new(Replay {
                 after: last.id,
-                ..*replay
+                ..(*replay).clone()
             }));
         }
-        if page.is_empty() {
-            return None;
-        }
-        Some(
+        let mut events: Vec<Arc<Outgoing>> = lost(&replay, &page)
+            .map(Outgoing::new)
+            .into_iter()
+            .collect();
+        events.extend(
             page.into_iter()
-                .map(|message| Outgoing::new(Event::Message(message)))
-                .collect(),
-        )
+                .map(|message| Outgoing::new(Event::Message(message))),
+        );
+        (!events.is_empty()).then_some(events)
     }
 
     /// `part`: leave the named or current room.
@@ -451,6 +453,36 @@ impl Session {
         }
         Ok(())
     }
+}
+
+/// The error telling a client that messages it asked to replay are no
+/// longer stored (deleted by retention, or lost with the store's data)
+/// rather than pretending nothing was missed; `None` when nothing is
+/// missing. A replay from 0 ("everything") is not told what retention
+/// deleted.
+fn lost(replay: &Replay, page: &[Arc<ChatMessage>]) -> Option<Event> {
+    if replay.after == 0 {
+        return None;
+    }
+    let first_missing = replay.after + 1;
+    let last_missing = match page.first() {
+        Some(first) if first.id > first_missing => first.id - 1,
+        None if replay.up_to >= first_missing => replay.up_to,
+        _ => return None,
+    };
+    let range = if last_missing == first_missing {
+        format!("message {first_missing}")
+    } else {
+        format!("messages {first_missing}-{last_missing}")
+    };
+    Some(Event::error(
+        ErrorCode::HistoryLost,
+        format!(
+            "{range} of {} are no longer stored (deleted by retention, or lost by the store)",
+            replay.room
+        ),
+        None,
+    ))
 }
 
 /// The error reply for a refused name.

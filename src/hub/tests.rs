@@ -172,6 +172,41 @@ async fn a_join_with_since_at_the_last_id_replays_nothing() {
 }
 
 #[tokio::test]
+async fn a_replay_says_which_messages_are_no_longer_stored() {
+    let log: Arc<dyn MessageLog> = Arc::new(MemoryLog::new(Retention {
+        keep_messages: Some(3),
+        keep_for: None,
+    }));
+    let hub = Hub::open(log, None, HubConfig::default()).await.unwrap();
+    let mut alice = Client::named(&hub, "alice", "dev").await;
+    for n in 1..=6 {
+        alice.say("dev", &format!("m{n}")).await;
+    }
+    let mut bob = Client::connect(&hub, OPEN);
+    bob.join("dev", Some(1)).await;
+    let page = events(bob.session.replay_page().await.expect("a page"));
+    let Event::Error { code, message, .. } = &page[0] else {
+        panic!("no error first: {page:?}");
+    };
+    assert_eq!(*code, ErrorCode::HistoryLost);
+    assert!(
+        message.starts_with("messages 2-3 of #dev are no longer stored"),
+        "{message}"
+    );
+    let ids: Vec<u64> = page[1..]
+        .iter()
+        .map(|e| match e {
+            Event::Message(m) => m.id,
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(ids, [4, 5, 6]);
+    let mut carol = Client::connect(&hub, OPEN);
+    carol.join("dev", Some(0)).await;
+    assert_eq!(carol.replayed().await, [4, 5, 6], "from 0 nobody is told");
+}
+
+#[tokio::test]
 async fn a_message_delivered_twice_reaches_members_once() {
     let hub = hub(HubConfig::default()).await;
     let mut alice = Client::named(&hub, "alice", "dev").await;
