@@ -664,9 +664,9 @@ the same one core for all its server-side work: on one machine two nodes
 cannot scale out, and what this shows is what the Redis hop costs.
 A cross-node delivery is one whose publisher is on another node than its
 subscriber; with two nodes a run is judged by the cross-node p99, with one
-node by the p99. Each setup steps up the rate, each round, until that p99
-reaches 25 ms or deliveries are lost; the rates above are then not run for it
-that round. "server CPU/delivery" is the nodes' CPU time added up, per
+node by the p99. Each setup steps up the rate, each round, until it is
+plainly overloaded (that p99 over 100 ms, or deliveries lost); the rates
+above are then not run for it that round. "server CPU/delivery" is the nodes' CPU time added up, per
 delivery; "Redis CPU/msg" is Redis's CPU time per message published.
 
 Most deliveries/s offered with the judged p99 under 25 ms and nothing lost

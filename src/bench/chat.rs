@@ -3,15 +3,15 @@
 //! speaking the JSON protocol when the target is a `ws://` URL, or through
 //! Socket.IO clients when it is a `socketio://` address.
 //!
-//! N subscribers and P publishers join one room. Given several nodes of one
+//! N subscribers and P publishers join one room. Publishers send at a set
+//! total rate, shared so none exceeds the server's per-connection limit and
+//! spread evenly in time (or, with `--in-step`, all at once each period);
+//! each text is `p{publisher}:{seq}:{nanoseconds since start}`, so every
+//! subscriber can measure delivery latency, and count losses and order
+//! violations per publisher, from the text alone. Given several nodes of one
 //! cluster, connection `i` goes to node `i mod nodes` (publishers too), and
 //! each delivery counts as same-node or cross-node by where its publisher
-//! and its subscriber are. Publishers send at a set total
-//! rate, shared so none exceeds the server's per-connection limit and spread
-//! evenly in time (or, with `--in-step`, all at once each period); each text is
-//! `p{publisher}:{seq}:{nanoseconds since start}`, so every subscriber can
-//! measure delivery latency, and count losses and order violations per
-//! publisher, from the text alone. Everything runs on one thread.
+//! and its subscriber are. Everything runs on one thread.
 
 use std::cell::{Cell, RefCell};
 use std::io;
@@ -650,7 +650,8 @@ fn summarize(
     let messages: u64 = sent_by.iter().sum();
     let deliveries = tally.all.deliveries.get();
     let expected = messages * subscribers as u64;
-    // Each message is expected by every subscriber on its publisher's node.
+    // Same-node deliveries expected: each message, by every subscriber on
+    // its publisher's node.
     let expected_same_node: u64 = sent_by
         .iter()
         .zip(&placement.publisher_nodes)
