@@ -367,7 +367,7 @@ def cluster_targets(cluster, check):
                         f"{us(judged_p99(their_lowest))}), so more than {x:.1f}x", x >= 3)
         else:
             x = ratio(ours, theirs)
-            check(name, f"{mine} vs {theirs:,.0f} ({'at least ' if top else ''}{x:.1f}x; the rates step by 2x)", x >= 3)
+            check(name, f"{mine} vs {theirs:,.0f} ({'at least ' if top else ''}{x:.1f}x, to the ladder's steps)", x >= 3)
 
 
 def fmt_steal(percent):

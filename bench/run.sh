@@ -2,7 +2,7 @@
 # The benchmark suite: builds switchboard and the reference servers, runs every
 # server through the same cases in one run, and writes BENCHMARKS.md.
 #
-#   bench/run.sh                               # full run, about 25 minutes
+#   bench/run.sh                               # full run, about 30 minutes
 #   BENCH_ROUNDS=1 BENCH_DURATION=2 bench/run.sh # quicker, noisier
 #   BENCH_PUBLISH_MESSAGES=10000000 bench/run.sh # adds a long SQLite publish run
 #   BENCH_SECTIONS=cluster bench/run.sh          # some sections only (of: echo
@@ -95,14 +95,15 @@ PUBLISH_MESSAGES=${BENCH_PUBLISH_MESSAGES:-}
 CLUSTER_SETUPS=(${BENCH_CLUSTER_SETUPS:-switchboard-1node switchboard-2nodes socketio-2nodes})
 # A ladder of rates per room size, so the highest rate each setup sustains
 # with its p99 (the cross-node p99, with two nodes) under CLUSTER_P99_US and
-# nothing lost can be read off. A setup stops climbing (that round) once it
-# is plainly overloaded: p99 over CLUSTER_GIVE_UP_US, or deliveries lost; one
-# noisy run just over the bar does not stop it. 1,000
-# members × 100 msg/s is the 100,000 deliveries/s; in a room that
-# large, Socket.IO's p99 is over 25 ms at any rate (fanning one message out to
-# 500 sockets a node takes that long), so a smaller room gives its ceiling too.
+# nothing lost can be read off. A setup stops climbing (that round) once it is
+# plainly overloaded: p99 over CLUSTER_GIVE_UP_US, or deliveries lost; one
+# noisy run just over the bar does not stop it. 1,000 members × 100 msg/s is
+# the 100,000 deliveries/s offered. In a room that large Socket.IO's
+# cross-node p99 is over 25 ms at any rate (about 60 ms from 5,000 to 25,000
+# deliveries/s: fanning one message out to 500 sockets on each node, both on
+# one core, takes that long), so a 200-member room gives its ceiling too.
 CLUSTER_LADDERS=("${BENCH_CLUSTER_SUBSCRIBERS:-1000}:${BENCH_CLUSTER_RATES:-25 50 100 200 400}"
-  "${BENCH_CLUSTER_SMALL_SUBSCRIBERS:-200}:${BENCH_CLUSTER_SMALL_RATES:-50 100 200 400 800}")
+  "${BENCH_CLUSTER_SMALL_SUBSCRIBERS:-200}:${BENCH_CLUSTER_SMALL_RATES:-50 100 200 300 400 800 1600}")
 CLUSTER_P99_US=25000
 CLUSTER_GIVE_UP_US=100000
 
