@@ -10,6 +10,9 @@
 #   - Python `websockets`: a real third-party WebSocket client (tests/python)
 #   - gcc and the Python 2.7 headers: the Autobahn testsuite builds C extensions
 #     (the Autobahn virtualenv itself is built by scripts/autobahn/run.sh)
+#   - redis-server: the Redis that the cluster tests start on a free port
+#   - bench/'s npm packages (socket.io, @socket.io/redis-adapter, redis, ws):
+#     the reference servers, which the `bench chat` tests run against
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -24,6 +27,7 @@ command -v chromium >/dev/null || missing+=(chromium)
 command -v node >/dev/null || missing+=(nodejs)
 command -v gcc >/dev/null || missing+=(gcc)
 command -v python3 >/dev/null || missing+=(python3 python3-pip)
+command -v redis-server >/dev/null || missing+=(redis-server)
 if [ "${#missing[@]}" -gt 0 ]; then
   echo "setup: installing ${missing[*]}"
   as_root apt-get update -qq
@@ -41,4 +45,10 @@ if [ ! -d tests/node/node_modules/ws ] || [ ! -d tests/node/node_modules/playwri
   npm install --prefix tests/node --no-audit --no-fund --silent
 fi
 
-echo "setup: test tools ready (nc, curl, node $(node --version), python3 websockets, $(chromium --version))"
+if [ ! -d bench/node_modules/socket.io ] || [ ! -d bench/node_modules/@socket.io/redis-adapter ] \
+  || [ ! -d bench/node_modules/redis ] || [ ! -d bench/node_modules/ws ]; then
+  echo "setup: installing the benchmark reference servers' packages"
+  npm install --prefix bench --no-audit --no-fund --silent
+fi
+
+echo "setup: test tools ready (nc, curl, node $(node --version), python3 websockets, $(chromium --version), $(redis-server --version | cut -d' ' -f1-3))"

@@ -1,13 +1,16 @@
 //! `switchboard bench`: it drives real servers and reports what happened.
 //! These check correctness of the counts, never speed.
 
-use std::process::{Output, Stdio};
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Output, Stdio};
+use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
 use crate::util::{
-    Server, assert_one_line_error, closed_port, curl, run_switchboard, stdout, switchboard,
+    Server, assert_one_line_error, closed_port, curl, repo_file, run_switchboard, stdout,
+    switchboard, tool,
 };
 
 /// Runs `switchboard bench ARGS --json` and parses its one JSON object.
@@ -305,7 +308,271 @@ fn assert_every_delivery_counted(server: &Server, target: &str, extra: &[&str]) 
 }
 
 #[test]
+fn chat_mode_spreads_members_over_several_nodes() {
+    // Two hubs that know nothing of each other: what is said on one stays
+    // there, so only same-node deliveries arrive, and the report says so.
+    let (a, b) = (
+        Server::start(&["serve", "--memory"]),
+        Server::start(&["serve", "--memory"]),
+    );
+    let (pid_a, pid_b) = (a.pid().to_string(), b.pid().to_string());
+    let url_b = format!("ws://{}/ws", b.local());
+    let report = bench_json(&[
+        "bench",
+        "chat",
+        &a.local(),
+        &url_b,
+        "--subscribers",
+        "20",
+        "--rate",
+        "40",
+        "--duration",
+        "1",
+        "--warmup",
+        "0.2",
+        "--pid",
+        &pid_a,
+        "--pid",
+        &pid_b,
+    ]);
+    assert_eq!(
+        report["target"],
+        format!("{} {url_b}", a.local()),
+        "{report}"
+    );
+    let nodes: Vec<(String, u64, u64)> = report["nodes"]
+        .as_array()
+        .expect("nodes")
+        .iter()
+        .map(|n| {
+            let count = |field: &str| n[field].as_u64().expect("a count");
+            (
+                n["target"].as_str().expect("a name").to_string(),
+                count("subscribers"),
+                count("publishers"),
+            )
+        })
+        .collect();
+    assert_eq!(
+        nodes,
+        [(a.local(), 10, 2), (url_b.clone(), 10, 1)],
+        "3 publishers and 20 subscribers, round-robin: {report}"
+    );
+    let messages = report["messages"].as_u64().unwrap();
+    assert!(messages > 0, "{report}");
+    let (same, cross) = (&report["same_node"], &report["cross_node"]);
+    let count = |share: &Value, field: &str| share[field].as_u64().expect("a count");
+    assert!(count(same, "deliveries") > 0, "{report}");
+    assert_eq!(count(same, "lost"), 0, "{report}");
+    assert_eq!(
+        (count(cross, "deliveries"), count(cross, "lost")),
+        (0, report["lost"].as_u64().unwrap()),
+        "separate hubs carry nothing across: {report}"
+    );
+    assert_eq!(
+        count(same, "deliveries") + count(cross, "lost"),
+        messages * 20,
+        "{report}"
+    );
+    assert_eq!(report["deliveries"], same["deliveries"], "{report}");
+    for share in [same, cross] {
+        for field in ["p50_us", "p99_us", "max_us"] {
+            assert!(share["latency"][field].is_u64(), "{field}: {report}");
+        }
+        assert!(share["deliveries_per_sec"].is_f64(), "{report}");
+    }
+    assert_eq!(
+        (report["out_of_order"].as_u64(), report["errors"].as_u64()),
+        (Some(0), Some(0)),
+        "{report}"
+    );
+    let servers = report["servers"].as_array().expect("servers");
+    let pids: Vec<u64> = servers.iter().map(|s| s["pid"].as_u64().unwrap()).collect();
+    assert_eq!(pids, [u64::from(a.pid()), u64::from(b.pid())], "{report}");
+    assert_server_cost_split(&report);
+    let each: f64 = servers
+        .iter()
+        .map(|s| s["cpu_seconds"].as_f64().unwrap())
+        .sum();
+    let total = report["server"]["cpu_seconds"].as_f64().unwrap();
+    assert!(
+        (each - total).abs() < 1e-9,
+        "the total is the sum: {report}"
+    );
+    assert_eq!(report["redis"], Value::Null, "{report}");
+    // The table, for people, shows the split.
+    let output = run_switchboard(
+        &[
+            "bench",
+            "chat",
+            &a.local(),
+            &b.local(),
+            "--subscribers",
+            "4",
+            "--duration",
+            "0.2",
+            "--warmup",
+            "0",
+        ],
+        b"",
+    );
+    assert!(output.status.success(), "{output:?}");
+    let table = stdout(&output);
+    for expected in ["members per node: ", "same node", "cross-node"] {
+        assert!(table.contains(expected), "{expected:?} in\n{table}");
+    }
+}
+
+/// Starts `node bench/servers/socketio_chat.mjs 0 EXTRA…`, the Socket.IO
+/// reference server, failing with the fix when its packages are missing.
+fn socket_io_server(extra: &[&str]) -> Server {
+    for package in ["socket.io", "@socket.io/redis-adapter", "redis"] {
+        assert!(
+            repo_file(&format!("bench/node_modules/{package}")).is_dir(),
+            "bench/node_modules/{package} is missing: run `npm install --prefix bench` \
+             (scripts/setup.sh does)"
+        );
+    }
+    let mut node = tool("node");
+    node.arg(repo_file("bench/servers/socketio_chat.mjs"))
+        .arg("0")
+        .args(extra);
+    Server::spawn(node)
+}
+
+#[test]
+fn chat_mode_speaks_socket_io() {
+    let server = socket_io_server(&[]);
+    let target = format!("socketio://127.0.0.1:{}", server.port);
+    assert_every_delivery_counted(&server, &target, &[]);
+    // The same server under its path written out, bursts and all.
+    let target = format!("socketio://127.0.0.1:{}/socket.io/", server.port);
+    assert_every_delivery_counted(&server, &target, &["--in-step"]);
+}
+
+/// A `redis-server` on a free loopback port, with nothing saved to disk;
+/// killed when dropped.
+struct Redis {
+    child: Child,
+    port: u16,
+}
+
+impl Redis {
+    /// Starts one and waits (bounded) until it accepts connections.
+    fn start() -> Self {
+        let port = closed_port();
+        let mut child = tool("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server starts");
+        let stdout = child.stdout.take().expect("stdout piped");
+        let (ready, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let mut log = Vec::new();
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if line.contains("Ready to accept connections") {
+                    let _ = ready.send(Ok(()));
+                }
+                log.push(line);
+            }
+            let _ = ready.send(Err(log.join("\n")));
+        });
+        match rx.recv_timeout(Duration::from_secs(30)) {
+            Ok(Ok(())) => Self { child, port },
+            other => {
+                let _ = child.kill();
+                panic!("redis-server on port {port} did not get ready: {other:?}");
+            }
+        }
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn chat_mode_measures_a_socket_io_cluster_over_redis() {
+    let redis = Redis::start();
+    let url = format!("redis://127.0.0.1:{}", redis.port);
+    let nodes = [
+        socket_io_server(&["--redis", &url]),
+        socket_io_server(&["--redis", &url]),
+    ];
+    let targets: Vec<String> = nodes
+        .iter()
+        .map(|node| format!("socketio://127.0.0.1:{}", node.port))
+        .collect();
+    let pids: Vec<String> = nodes.iter().map(|node| node.pid().to_string()).collect();
+    let redis_pid = redis.child.id().to_string();
+    let report = bench_json(&[
+        "bench",
+        "chat",
+        &targets[0],
+        &targets[1],
+        "--subscribers",
+        "20",
+        "--rate",
+        "40",
+        "--duration",
+        "1",
+        "--warmup",
+        "0.2",
+        "--pid",
+        &pids[0],
+        "--pid",
+        &pids[1],
+        "--redis-pid",
+        &redis_pid,
+    ]);
+    let messages = report["messages"].as_u64().unwrap();
+    assert!(messages > 0, "{report}");
+    assert_eq!(
+        report["deliveries"].as_u64().unwrap(),
+        messages * 20,
+        "{report}"
+    );
+    assert_eq!(
+        (
+            report["lost"].as_u64(),
+            report["out_of_order"].as_u64(),
+            report["errors"].as_u64()
+        ),
+        (Some(0), Some(0), Some(0)),
+        "{report}"
+    );
+    let (same, cross) = (&report["same_node"], &report["cross_node"]);
+    assert!(cross["deliveries"].as_u64().unwrap() > 0, "{report}");
+    assert_eq!(
+        (same["lost"].as_u64(), cross["lost"].as_u64()),
+        (Some(0), Some(0)),
+        "nothing lost across nodes: {report}"
+    );
+    assert_server_cost_split(&report);
+    let redis_cost = &report["redis"];
+    assert_eq!(
+        redis_cost["pid"].as_u64(),
+        Some(u64::from(redis.child.id())),
+        "{report}"
+    );
+    assert!(
+        redis_cost["cpu_us_per_message"].as_f64().is_some(),
+        "{report}"
+    );
+}
+
+#[test]
 fn chat_mode_refuses_bad_input() {
+    // A process that surely exists, for --pid.
+    let own_pid = std::process::id().to_string();
+    let own = own_pid.as_str();
     for (args, expected) in [
         (
             vec!["bench", "chat", "127.0.0.1:9", "--subscribers", "0"],
@@ -326,6 +593,26 @@ fn chat_mode_refuses_bad_input() {
         (
             vec!["bench", "chat", "http://127.0.0.1:9/ws"],
             "only ws:// and wss:// URLs are understood",
+        ),
+        (
+            vec!["bench", "chat", "socketio://nowhere"],
+            "invalid address 'socketio://nowhere': the port must be a number",
+        ),
+        (
+            vec!["bench", "chat", "socketio://127.0.0.1:9/sio"],
+            "a Socket.IO path ends with '/'",
+        ),
+        (
+            vec!["bench", "chat", "127.0.0.1:9", "--pid", own, "--pid", own],
+            "--pid is given 2 times for 1 node(s): at most once per node",
+        ),
+        (
+            vec!["bench", "chat", "127.0.0.1:9", "--redis-pid", "999999999"],
+            "no process with --redis-pid 999999999",
+        ),
+        (
+            vec!["bench", "echo", "127.0.0.1:9", "--pid", own, "--pid", own],
+            "--pid is given more than once: this mode measures one server",
         ),
     ] {
         let output = run_switchboard(&args, b"");

@@ -31,7 +31,7 @@ use crate::client::connect::{ClientSocket, describe_ws, open_web_socket};
 
 use echo::Window;
 use procfs::{MachineSample, ProcessSample};
-use report::ServerCost;
+use report::{RedisCost, ServerCost};
 
 /// The slowest latency recorded, in microseconds; anything slower is clamped.
 const MAX_LATENCY_US: u64 = 60_000_000;
@@ -75,6 +75,38 @@ pub async fn measure_window(window: Window, server_pid: Option<u32>) -> WindowCo
     let before = Snapshot::take(server_pid);
     tokio::time::sleep_until(window.end).await;
     WindowCost::between(server_pid, before, Snapshot::take(server_pid))
+}
+
+/// Samples processes `pids` at the window's start and end: what the window
+/// cost each of them, in order (`None` for one that could not be read).
+pub async fn measure_processes(window: Window, pids: &[u32]) -> Vec<Option<ServerCost>> {
+    let sample = |pid: u32| ProcessSample::take(&pid.to_string());
+    tokio::time::sleep_until(window.start).await;
+    let before: Vec<_> = pids.iter().map(|pid| sample(*pid)).collect();
+    tokio::time::sleep_until(window.end).await;
+    pids.iter()
+        .zip(before)
+        .map(|(pid, before)| ServerCost::between(Some(*pid), before, sample(*pid)))
+        .collect()
+}
+
+/// Samples how long process `pid` ran (all its threads, to the nanosecond)
+/// at the window's start and end, and its memory at the end: what the window
+/// cost it, before it is shared out over messages. `None` without a pid or
+/// when the process could not be read.
+pub async fn measure_run_time(window: Window, pid: Option<u32>) -> Option<RedisCost> {
+    let pid = pid?;
+    tokio::time::sleep_until(window.start).await;
+    let before = procfs::run_time_ns(pid);
+    tokio::time::sleep_until(window.end).await;
+    let after = procfs::run_time_ns(pid);
+    let rss_kib = ProcessSample::take(&pid.to_string())?.rss_kib;
+    Some(RedisCost {
+        pid,
+        cpu_seconds: after?.saturating_sub(before?) as f64 / 1e9,
+        cpu_us_per_message: None,
+        rss_kib,
+    })
 }
 
 /// The load client's, the server's and the machine's CPU time (and the

@@ -74,6 +74,20 @@ impl ServerCost {
         })
     }
 
+    /// Several processes' costs added up, as if they were one (the nodes of
+    /// a cluster); the first one's `pid`. `None` for none.
+    pub fn sum(costs: &[Self]) -> Option<Self> {
+        let (first, rest) = costs.split_first()?;
+        let mut total = *first;
+        for cost in rest {
+            total.cpu_seconds += cost.cpu_seconds;
+            total.system_cpu_seconds += cost.system_cpu_seconds;
+            total.rss_kib_before += cost.rss_kib_before;
+            total.rss_kib_after += cost.rss_kib_after;
+        }
+        Some(total)
+    }
+
     /// Shares the window's CPU time out over the `count` messages (or
     /// deliveries) it carried.
     pub fn spread_over(&mut self, count: u64) {
@@ -84,6 +98,11 @@ impl ServerCost {
 
     /// One line for the table: `unit` is what a message is called.
     pub fn line(&self, unit: &str) -> String {
+        self.line_for(&format!("server (pid {})", self.pid), unit)
+    }
+
+    /// One line for the table, for the process(es) `who` names.
+    pub fn line_for(&self, who: &str, unit: &str) -> String {
         let per = match (self.cpu_us_per_message, self.kernel_us_per_message) {
             (Some(all), Some(kernel)) => {
                 format!("{all:.2} µs CPU per {unit} ({kernel:.2} µs in the kernel)")
@@ -91,8 +110,41 @@ impl ServerCost {
             _ => format!("n/a CPU per {unit}"),
         };
         format!(
-            "server (pid {}): {:.2} CPU s, {per}, RSS {} KiB\n",
-            self.pid, self.cpu_seconds, self.rss_kib_after
+            "{who}: {:.2} CPU s, {per}, RSS {} KiB\n",
+            self.cpu_seconds, self.rss_kib_after
+        )
+    }
+}
+
+/// What the measured window cost the Redis server that joins a cluster's
+/// nodes (`--redis-pid`), per message published.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+pub struct RedisCost {
+    /// Its process id.
+    pub pid: u32,
+    /// CPU seconds it ran in the window, all its threads, to the nanosecond
+    /// (from schedstat: it uses too little for clock ticks to tell).
+    pub cpu_seconds: f64,
+    /// CPU microseconds per message published in the window.
+    pub cpu_us_per_message: Option<f64>,
+    /// Resident memory at the window's end, KiB.
+    pub rss_kib: u64,
+}
+
+impl RedisCost {
+    /// Shares the window's CPU time out over the `messages` published in it.
+    pub fn spread_over(&mut self, messages: u64) {
+        self.cpu_us_per_message = (messages > 0).then(|| self.cpu_seconds * 1e6 / messages as f64);
+    }
+
+    /// One line for the table.
+    pub fn line(&self) -> String {
+        let per = self
+            .cpu_us_per_message
+            .map_or_else(|| "n/a".into(), |us| format!("{us:.2} µs"));
+        format!(
+            "redis (pid {}): {:.3} CPU s, {per} CPU per message, RSS {} KiB\n",
+            self.pid, self.cpu_seconds, self.rss_kib
         )
     }
 }

@@ -296,9 +296,10 @@ pub enum BenchMode {
 /// Options every bench mode shares.
 #[derive(Debug, Args)]
 pub struct BenchCommon {
-    /// The server's process id: report its CPU time per message and its memory.
-    #[arg(long)]
-    pub pid: Option<u32>,
+    /// The server's process id: report its CPU time per message and its
+    /// memory (`bench chat` against several nodes: once per node, summed).
+    #[arg(long, value_name = "PID")]
+    pub pid: Vec<u32>,
 
     /// Print one JSON object instead of the table.
     #[arg(long)]
@@ -382,10 +383,24 @@ pub struct BenchIdleArgs {
 /// `switchboard bench chat`.
 #[derive(Debug, Args)]
 pub struct BenchChatArgs {
-    /// The chat hub: HOST:PORT for line clients, or a ws:// URL (its /ws) for
-    /// WebSockets speaking JSON.
-    #[arg(value_name = "ADDR|URL")]
-    pub addr: String,
+    /// The chat hub: HOST:PORT for line clients, a ws:// URL (its /ws) for
+    /// WebSockets speaking JSON, or socketio://HOST:PORT for a Socket.IO
+    /// server; several for the nodes of one cluster.
+    ///
+    /// socketio://HOST:PORT[/PATH/] speaks Engine.IO v4 straight over a
+    /// WebSocket at PATH (default /socket.io/): each member emits `join` with
+    /// the room's name and waits for `joined`, publishers emit `say` with
+    /// `{room, text}`, and subscribers read `message` events carrying `text`
+    /// (bench/servers/socketio_chat.mjs is such a server).
+    ///
+    /// Given several (`bench chat A B`), connection i goes to node i mod N,
+    /// publishers and subscribers alike, so members and publishers are spread
+    /// evenly over the nodes; the report then splits deliveries into
+    /// same-node and cross-node ones (publisher on another node than the
+    /// subscriber), each with its own latency and losses. Give --pid once per
+    /// node to sum their CPU per delivery.
+    #[arg(value_name = "ADDR|URL", required = true, num_args = 1..)]
+    pub addrs: Vec<String>,
 
     /// Connections that listen in the room.
     #[arg(long, default_value_t = 1000)]
@@ -415,6 +430,11 @@ pub struct BenchChatArgs {
     /// message per publisher) instead of spread evenly over it.
     #[arg(long)]
     pub in_step: bool,
+
+    /// The process id of the Redis server that joins the nodes: report its
+    /// CPU time per message published.
+    #[arg(long, value_name = "PID")]
+    pub redis_pid: Option<u32>,
 
     /// Options shared with the other modes.
     #[command(flatten)]

@@ -7,9 +7,11 @@ use super::args::{
     BenchPublishArgs,
 };
 use super::{client_tls, seconds, write_stdout};
+use switchboard::bench::chat::{self, ChatProtocol, socketio};
 use switchboard::bench::publish::{self, Pacing, Stop};
-use switchboard::bench::{WsTarget, chat, echo, idle, plot, progress};
+use switchboard::bench::{WsTarget, echo, idle, plot, progress};
 use switchboard::client::connect::{Target, web_socket_endpoint};
+use switchboard::error::Error;
 use switchboard::model::names::RoomName;
 use switchboard::net::addr::HostPort;
 
@@ -52,10 +54,25 @@ async fn run_chat(args: BenchChatArgs) -> anyhow::Result<()> {
     RoomName::parse(&args.room)
         .map_err(|e| anyhow::anyhow!("invalid --room '{}': {e}", args.room))?;
     let connections = args.subscribers + publishers;
-    let (target, web_socket) = target_and_url(&args.addr, &args.common)?;
+    let nodes = args
+        .addrs
+        .iter()
+        .map(|addr| chat_node(addr, &args.common))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let server_pids = checked_pids(&args.common)?;
+    if server_pids.len() > nodes.len() {
+        bail!(
+            "--pid is given {} times for {} node(s): at most once per node",
+            server_pids.len(),
+            nodes.len()
+        );
+    }
+    let redis_pid = args
+        .redis_pid
+        .map(|pid| checked(pid, "--redis-pid"))
+        .transpose()?;
     let plan = chat::ChatPlan {
-        target,
-        web_socket,
+        nodes,
         subscribers: args.subscribers,
         publishers,
         rate: args.rate,
@@ -63,7 +80,8 @@ async fn run_chat(args: BenchChatArgs) -> anyhow::Result<()> {
         warmup: seconds("warmup", args.warmup, true)?,
         room: args.room.trim_start_matches('#').to_string(),
         in_step: args.in_step,
-        server_pid: checked_pid(&args.common)?,
+        server_pids,
+        redis_pid,
         sources: sources(&args.common, connections),
     };
     let bar = progress::spinner();
@@ -175,6 +193,55 @@ fn target_and_url(
     })
 }
 
+/// One node of `bench chat`: a line hub, a JSON WebSocket hub or a
+/// `socketio://` server.
+fn chat_node(addr: &str, common: &BenchCommon) -> anyhow::Result<chat::ChatNode> {
+    let (target, protocol) = match socket_io_url(addr)? {
+        Some((target, url)) => {
+            client_tls(&common.tls, false)?;
+            (target, ChatProtocol::SocketIo(WsTarget { url, tls: None }))
+        }
+        None => match target_and_url(addr, common)? {
+            (target, Some(server)) => (target, ChatProtocol::Json(server)),
+            (target, None) => (target, ChatProtocol::Line),
+        },
+    };
+    Ok(chat::ChatNode {
+        name: addr.to_string(),
+        target,
+        protocol,
+    })
+}
+
+/// For `socketio://HOST:PORT[/PATH/]`: the address and the Engine.IO
+/// WebSocket URL (`ws://HOST:PORT/PATH/?EIO=4&transport=websocket`, PATH
+/// `socket.io` by default); `None` for any other kind of address.
+///
+/// # Errors
+/// A `socketio://` address without a valid HOST:PORT.
+fn socket_io_url(addr: &str) -> anyhow::Result<Option<(HostPort, String)>> {
+    let Some(rest) = addr.strip_prefix("socketio://") else {
+        return Ok(None);
+    };
+    let invalid = |reason| Error::InvalidAddress {
+        input: addr.to_string(),
+        reason,
+    };
+    let (host_port, path) = match rest.find('/') {
+        Some(slash) => (&rest[..slash], &rest[slash..]),
+        None => (rest, socketio::DEFAULT_PATH),
+    };
+    if !path.ends_with('/') || path.contains(['?', '#']) {
+        return Err(invalid("a Socket.IO path ends with '/', as in /socket.io/").into());
+    }
+    let target = HostPort::parse_remote(host_port).map_err(|err| match err {
+        Error::InvalidAddress { reason, .. } => invalid(reason),
+        other => other,
+    })?;
+    let url = format!("ws://{target}{path}?{}", socketio::WEBSOCKET_QUERY);
+    Ok(Some((target, url)))
+}
+
 /// `bench idle`.
 async fn run_idle(args: BenchIdleArgs) -> anyhow::Result<()> {
     if args.conns == 0 {
@@ -200,14 +267,31 @@ async fn run_idle(args: BenchIdleArgs) -> anyhow::Result<()> {
     print(&args.common, &report, report.table())
 }
 
-/// `--pid`, refused up front when no such process is readable.
+/// `--pid` for a mode that measures one server, refused up front when no
+/// such process is readable or when given more than once.
 fn checked_pid(common: &BenchCommon) -> anyhow::Result<Option<u32>> {
-    if let Some(pid) = common.pid
-        && !std::path::Path::new(&format!("/proc/{pid}/stat")).exists()
-    {
-        bail!("no process with --pid {pid}");
+    match checked_pids(common)?[..] {
+        [] => Ok(None),
+        [pid] => Ok(Some(pid)),
+        _ => bail!("--pid is given more than once: this mode measures one server"),
     }
-    Ok(common.pid)
+}
+
+/// Every `--pid`, each refused up front when no such process is readable.
+fn checked_pids(common: &BenchCommon) -> anyhow::Result<Vec<u32>> {
+    common
+        .pid
+        .iter()
+        .map(|pid| checked(*pid, "--pid"))
+        .collect()
+}
+
+/// `pid`, given as `flag`, when such a process is readable.
+fn checked(pid: u32, flag: &str) -> anyhow::Result<u32> {
+    if !std::path::Path::new(&format!("/proc/{pid}/stat")).exists() {
+        bail!("no process with {flag} {pid}");
+    }
+    Ok(pid)
 }
 
 /// `--sources`, or one source address per [`CONNECTIONS_PER_SOURCE`] connections.
