@@ -1,15 +1,13 @@
 //! `switchboard bench`: it drives real servers and reports what happened.
 //! These check correctness of the counts, never speed.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Output, Stdio};
-use std::sync::mpsc;
+use std::process::{Output, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
 use crate::util::{
-    Server, assert_one_line_error, closed_port, curl, repo_file, run_switchboard, stdout,
+    Redis, Server, assert_one_line_error, closed_port, curl, repo_file, run_switchboard, stdout,
     switchboard, tool,
 };
 
@@ -450,68 +448,37 @@ fn chat_mode_speaks_socket_io() {
     assert_every_delivery_counted(&server, &target, &["--in-step"]);
 }
 
-/// A `redis-server` on a free loopback port, with nothing saved to disk;
-/// killed when dropped.
-struct Redis {
-    child: Child,
-    port: u16,
-}
-
-impl Redis {
-    /// Starts one and waits (bounded) until it accepts connections.
-    fn start() -> Self {
-        let port = closed_port();
-        let mut child = tool("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("redis-server starts");
-        let stdout = child.stdout.take().expect("stdout piped");
-        let (ready, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            let mut log = Vec::new();
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if line.contains("Ready to accept connections") {
-                    let _ = ready.send(Ok(()));
-                }
-                log.push(line);
-            }
-            let _ = ready.send(Err(log.join("\n")));
-        });
-        match rx.recv_timeout(Duration::from_secs(30)) {
-            Ok(Ok(())) => Self { child, port },
-            other => {
-                let _ = child.kill();
-                panic!("redis-server on port {port} did not get ready: {other:?}");
-            }
-        }
-    }
-}
-
-impl Drop for Redis {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 #[test]
 fn chat_mode_measures_a_socket_io_cluster_over_redis() {
     let redis = Redis::start();
-    let url = format!("redis://127.0.0.1:{}", redis.port);
     let nodes = [
-        socket_io_server(&["--redis", &url]),
-        socket_io_server(&["--redis", &url]),
+        socket_io_server(&["--redis", &redis.url()]),
+        socket_io_server(&["--redis", &redis.url()]),
     ];
     let targets: Vec<String> = nodes
         .iter()
         .map(|node| format!("socketio://127.0.0.1:{}", node.port))
         .collect();
+    assert_cluster_delivers_everything(&nodes, &targets, &redis);
+}
+
+#[test]
+fn chat_mode_measures_a_switchboard_cluster_over_redis() {
+    let redis = Redis::start();
+    let nodes = [
+        Server::start(&["serve", "--redis", &redis.url()]),
+        Server::start(&["serve", "--redis", &redis.url()]),
+    ];
+    let targets = [nodes[0].local(), format!("ws://{}/ws", nodes[1].local())];
+    assert_cluster_delivers_everything(&nodes, &targets, &redis);
+}
+
+/// Runs `bench chat` against the two `nodes` of one cluster (at `targets`)
+/// and `redis`: every delivery, also across nodes, arrives, and the costs
+/// of both nodes and of Redis are measured.
+fn assert_cluster_delivers_everything(nodes: &[Server], targets: &[String], redis: &Redis) {
     let pids: Vec<String> = nodes.iter().map(|node| node.pid().to_string()).collect();
-    let redis_pid = redis.child.id().to_string();
+    let redis_pid = redis.pid().to_string();
     let report = bench_json(&[
         "bench",
         "chat",
@@ -559,7 +526,7 @@ fn chat_mode_measures_a_socket_io_cluster_over_redis() {
     let redis_cost = &report["redis"];
     assert_eq!(
         redis_cost["pid"].as_u64(),
-        Some(u64::from(redis.child.id())),
+        Some(u64::from(redis.pid())),
         "{report}"
     );
     assert!(
