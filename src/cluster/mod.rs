@@ -94,14 +94,14 @@ pub trait Directory: Send + Sync + 'static {
     /// The number of the next `guest-N` nick, unique across the cluster.
     fn guest_number(&self) -> u64;
 
-    /// Claims `nick` for `member` across the cluster.
-    fn claim(&self, member: Member, nick: &Nick) -> DirectoryFuture<()>;
+    /// Claims `nick` for this node across the cluster.
+    fn claim(&self, nick: &Nick) -> DirectoryFuture<()>;
 
-    /// `member` has `nick` (a guest nick given, or a claim confirmed).
-    fn has(&self, member: Member, nick: &Nick);
+    /// This node has `nick` (a guest nick it gave).
+    fn has(&self, nick: &Nick);
 
-    /// `member` let go of `nick` (renamed, or left).
-    fn release(&self, member: Member, nick: &Nick);
+    /// This node let go of `nick` (a member renamed, or left).
+    fn release(&self, nick: &Nick);
 
     /// `member`, known as `nick`, joined `room`.
     fn joined(&self, member: Member, nick: &Nick, room: &RoomName);

@@ -247,7 +247,7 @@ impl Hub {
             .registry
             .register(info, cluster.map(|c| c.guest_number()));
         if let Some(cluster) = cluster {
-            cluster.has(Member(mailbox.id), &mailbox.nick);
+            cluster.has(&mailbox.nick);
         }
         mailbox
     }
@@ -283,7 +283,7 @@ impl Hub {
             for room in &left.rooms {
                 cluster.parted(Member(id), &left.nick, room);
             }
-            cluster.release(Member(id), &left.nick);
+            cluster.release(&left.nick);
         }
     }
 
@@ -303,7 +303,7 @@ impl Hub {
         let member = Member(id);
         if let Some(cluster) = &self.inner.cluster {
             cluster
-                .claim(member, &nick)
+                .claim(&nick)
                 .await
                 .map_err(|err| match err {
                     DirectoryError::Taken(nick) => HubError::NickTaken(nick),
@@ -315,7 +315,7 @@ impl Hub {
             && old.key() != nick.key()
         {
             cluster.renamed(member, &old, &nick, &rooms);
-            cluster.release(member, &old);
+            cluster.release(&old);
         }
         Ok(old)
     }

@@ -312,6 +312,24 @@ async fn nicks_are_unique_and_changes_are_told_once_per_member() {
 }
 
 #[tokio::test]
+async fn guest_names_are_the_servers_to_give() {
+    let hub = hub(HubConfig::default()).await;
+    let mut alice = Client::named(&hub, "alice", "dev").await;
+    let refused = alice.ask(Command::Nick("Guest-42".into())).await;
+    assert!(
+        matches!(refused.as_slice(), [Event::Error { code: ErrorCode::InvalidNick, message, .. }] if message.contains("gives to guests")),
+        "{refused:?}"
+    );
+    let mut guest = Client::connect(&hub, OPEN);
+    let own = guest.session.nick().clone();
+    let kept = guest.ask(Command::Nick(own.as_str().into())).await;
+    assert!(
+        matches!(kept.as_slice(), [Event::Ack { .. }]),
+        "a guest may keep its own: {kept:?}"
+    );
+}
+
+#[tokio::test]
 async fn rooms_with_history_stay_listed_after_everyone_leaves() {
     let hub = hub(HubConfig::default()).await;
     let mut alice = Client::named(&hub, "alice", "kept").await;

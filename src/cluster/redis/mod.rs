@@ -169,7 +169,7 @@ impl Directory for RedisDirectory {
         }
     }
 
-    fn claim(&self, _member: Member, nick: &Nick) -> DirectoryFuture<()> {
+    fn claim(&self, nick: &Nick) -> DirectoryFuture<()> {
         let shared = Arc::clone(&self.shared);
         let nick = nick.clone();
         Box::pin(async move {
@@ -187,11 +187,11 @@ impl Directory for RedisDirectory {
         })
     }
 
-    fn has(&self, _member: Member, nick: &Nick) {
+    fn has(&self, nick: &Nick) {
         self.send(Change::Has(nick.clone()));
     }
 
-    fn release(&self, _member: Member, nick: &Nick) {
+    fn release(&self, nick: &Nick) {
         self.send(Change::Release(nick.clone()));
     }
 
