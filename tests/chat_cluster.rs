@@ -159,21 +159,37 @@ fn every_message_reaches_everyone_once_in_the_same_order_on_three_nodes() {
         runtime().block_on(async move {
             let url = format!("ws://127.0.0.1:{port_b}/ws?nick=bob&room=team");
             let (mut ws, _) = tokio_tungstenite::connect_async(url).await.expect("ws");
+            // Ready once a member: what is said before bob joins is not his.
+            while let Some(Ok(reply)) = ws.next().await {
+                if reply
+                    .to_text()
+                    .is_ok_and(|text| text.contains(r#""type":"joined""#))
+                {
+                    break;
+                }
+            }
             bob_ready.send(()).unwrap();
             for n in 0..per_sender {
                 let say = json!({"type": "say", "room": "team", "text": format!("bob {n}")});
                 ws.send(Message::text(say.to_string())).await.unwrap();
             }
             let mut seen = Vec::new();
-            while seen.len() < total {
-                let Some(Ok(Message::Text(text))) = ws.next().await else {
-                    panic!("bob's WebSocket closed");
-                };
-                let value: Value = serde_json::from_str(&text).unwrap();
-                if value["type"] == "message" {
-                    seen.push(message(&value));
+            let collect = async {
+                while seen.len() < total {
+                    match ws.next().await {
+                        Some(Ok(Message::Text(text))) => {
+                            let value: Value = serde_json::from_str(&text).unwrap();
+                            if value["type"] == "message" {
+                                seen.push(message(&value));
+                            }
+                        }
+                        Some(Ok(_)) => {}
+                        other => panic!("bob's WebSocket ended: {other:?}"),
+                    }
                 }
-            }
+            };
+            let done = tokio::time::timeout(COMMAND_DEADLINE / 2, collect).await;
+            assert!(done.is_ok(), "bob got {} of {total}: {seen:?}", seen.len());
             seen
         })
     });

@@ -302,13 +302,10 @@ impl Hub {
         registry.nick_free(id, &nick)?;
         let member = Member(id);
         if let Some(cluster) = &self.inner.cluster {
-            cluster
-                .claim(&nick)
-                .await
-                .map_err(|err| match err {
-                    DirectoryError::Taken(nick) => HubError::NickTaken(nick),
-                    other => HubError::Cluster(other),
-                })?;
+            cluster.claim(&nick).await.map_err(|err| match err {
+                DirectoryError::Taken(nick) => HubError::NickTaken(nick),
+                other => HubError::Cluster(other),
+            })?;
         }
         let (old, rooms) = registry.set_nick(id, nick.clone())?;
         if let Some(cluster) = &self.inner.cluster
