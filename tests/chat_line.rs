@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::util::{LineClient, Server, curl};
+use crate::util::{LineClient, Server, assert_one_line_error, curl, run_switchboard};
 
 #[test]
 fn a_conversation_between_three_nc_clients() {
@@ -245,6 +245,12 @@ fn a_silent_connection_is_greeted_but_is_nobody_until_it_speaks() {
     bob.expect(&format!("[#lobby] {guest}: hello"));
     alice.expect(&format!("* {guest} joined #lobby"));
     alice.expect(&format!("[#lobby] {guest}: hello"));
+}
+
+#[test]
+fn a_silent_timeout_of_zero_is_refused_at_startup() {
+    let output = run_switchboard(&["serve", "--port", "0", "--silent-timeout", "0"], b"");
+    assert_one_line_error(&output, "--silent-timeout must be at least 1 second");
 }
 
 #[test]
