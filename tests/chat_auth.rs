@@ -33,12 +33,15 @@ fn line_clients_give_the_token_before_anything_else() {
     // The token and the next command in one write: nothing after it is lost.
     alice.send_bytes(b"/auth s3cret\n/nick alice\n");
     alice.read_greeting();
+    // `/auth` was its first line: it joins with its greeting.
+    alice.expect(&format!("* {} joined #lobby", alice.nick));
     alice.expect("* you are now known as alice");
     alice.send("/auth s3cret");
     alice.expect("* already let in");
 
     let mut bob = let_in(&server, "root");
     bob.read_greeting();
+    bob.expect(&format!("* {} joined #lobby", bob.nick));
     alice.expect(&format!("* {} joined #lobby", bob.nick));
     bob.send("hi alice");
     alice.expect(&format!("[#lobby] {}: hi alice", bob.nick));
@@ -53,11 +56,12 @@ fn line_clients_give_the_token_before_anything_else() {
     ]);
     assert_eq!(status, 200, "{diary}");
     let diary: Value = serde_json::from_str(&diary).unwrap();
+    // The chat connections (curl's own HTTP connection is listed too, nickless).
     let nicks: Vec<&str> = diary
         .as_array()
         .unwrap()
         .iter()
-        .map(|c| c["nick"].as_str().unwrap())
+        .filter_map(|c| c["nick"].as_str())
         .collect();
     assert_eq!(nicks.len(), 2, "only the two let in: {nicks:?}");
     assert!(nicks.contains(&"alice"), "{nicks:?}");
@@ -68,6 +72,7 @@ fn http_clients_need_a_bearer_token_and_the_diary_the_admin_one() {
     let server = guarded_server();
     let mut alice = let_in(&server, "s3cret");
     alice.read_greeting();
+    alice.expect(&format!("* {} joined #lobby", alice.nick));
     let bearer = |token: &str| format!("Authorization: Bearer {token}");
 
     assert_eq!(curl(&[&server.url("/healthz")]), (200, "ok\n".into()));
@@ -89,6 +94,19 @@ fn http_clients_need_a_bearer_token_and_the_diary_the_admin_one() {
             403,
             "forbidden",
         ),
+        // The diary page takes the token from its URL, as a browser opens it.
+        (vec![server.url("/diary")], 401, "unauthorized"),
+        (vec![server.url("/diary?token=s3cret")], 403, "forbidden"),
+        (
+            vec![server.url("/api/connections?token=s3cret")],
+            403,
+            "forbidden",
+        ),
+        (
+            vec![server.url("/api/rooms?token=s3cret")],
+            401,
+            "unauthorized",
+        ),
     ] {
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         let (got, body) = curl(&args);
@@ -96,6 +114,11 @@ fn http_clients_need_a_bearer_token_and_the_diary_the_admin_one() {
         let body: Value = serde_json::from_str(&body).unwrap();
         assert_eq!(body["error"]["code"], code, "{args:?}");
     }
+    let (status, page) = curl(&[&server.url("/diary?token=root")]);
+    assert_eq!(status, 200);
+    assert!(page.contains("<title>switchboard diary</title>"), "{page}");
+    let (status, diary) = curl(&[&server.url("/api/connections?token=root")]);
+    assert_eq!(status, 200, "{diary}");
     let (status, head) = curl(&["-o", "/dev/null", "-D", "-", &server.url("/api/rooms")]);
     assert_eq!(status, 401);
     assert!(head.contains("www-authenticate: Bearer"), "{head}");
@@ -135,6 +158,7 @@ fn websocket_clients_give_the_token_in_the_url() {
     let server = guarded_server();
     let mut alice = let_in(&server, "s3cret");
     alice.read_greeting();
+    alice.expect(&format!("* {} joined #lobby", alice.nick));
     let base = format!("ws://{}/ws", server.local());
     crate::util::runtime().block_on(async {
         match tokio_tungstenite::connect_async(format!("{base}?nick=eve")).await {

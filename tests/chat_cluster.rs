@@ -225,7 +225,7 @@ fn nicks_are_unique_across_nodes_and_free_again_when_let_go() {
     let (a, b) = (node(&redis, "a"), node(&redis, "b"));
     let mut alice = LineClient::named(&a, "alice");
     let mut impostor = LineClient::greeted(&b);
-    impostor.send("/nick ALICE");
+    impostor.first_line("/nick ALICE");
     impostor.expect("! nick ALICE is taken");
     impostor.send("/nick guest-424242");
     impostor.expect("! guest-424242 is a name the server gives to guests: choose another");
@@ -256,7 +256,12 @@ fn direct_messages_who_and_rooms_cross_nodes() {
     let (status, body) = curl(&[&b.url("/api/connections")]);
     assert_eq!(status, 200);
     let diary: Value = serde_json::from_str(&body).unwrap();
-    let mine: Vec<&Value> = diary.as_array().unwrap().iter().collect();
+    let mine: Vec<&Value> = diary
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|entry| entry["transport"] == "tcp")
+        .collect();
     assert_eq!(
         mine.len(),
         1,
@@ -264,6 +269,17 @@ fn direct_messages_who_and_rooms_cross_nodes() {
     );
     assert_eq!(mine[0]["node"], "b");
     assert_eq!(mine[0]["nick"], "bob");
+    let nodes: HashSet<&str> = diary
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|entry| entry["node"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        nodes,
+        HashSet::from(["b"]),
+        "curl's own request is b's too: {diary}"
+    );
 }
 
 #[test]
@@ -379,7 +395,7 @@ fn a_node_killed_hard_harms_no_other_and_its_nicks_come_free() {
     carol.send("yes");
     read_until(&mut alice, "[#lobby] carol: yes");
     // bob's node is gone: within its time to live, the nick is free again.
-    let mut newcomer = LineClient::greeted(&c);
+    let mut newcomer = LineClient::named(&c, "newcomer");
     eventually(Duration::from_secs(20), || {
         newcomer.send("/nick bob");
         let answer = newcomer.line();

@@ -436,7 +436,7 @@ fn rooms_with_history_are_listed_without_members_also_after_a_restart() {
     let server = hub_in(&dir, &[]);
     assert_eq!(listed(&server), json!([archive]), "nobody is connected");
     let mut nc = LineClient::greeted(&server);
-    nc.send("/rooms");
+    nc.first_line("/rooms");
     assert_eq!(nc.line(), "* rooms: #archive (0), #lobby (1)");
 }
 

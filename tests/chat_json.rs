@@ -322,23 +322,29 @@ fn five_senders_times_a_thousand_arrive_once_in_id_order_for_every_member() {
     assert_eq!(views[0], views[1], "every member sees the same order");
 }
 
-/// Opens `count` line clients to the server on `port`, each greeted and in `#lobby`.
+/// Opens `count` line clients to the server on `port`, each named `cN` with
+/// its first line (which makes it a member of `#lobby`).
 async fn crowd(port: u16, count: usize) -> Vec<TokioLines> {
     use futures_util::{StreamExt, stream};
-    use tokio::io::AsyncBufReadExt;
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
     stream::iter(0..count)
-        .map(|_| async move {
-            let stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .map(|n| async move {
+            let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .unwrap();
+            stream
+                .write_all(format!("/nick c{n}\n").as_bytes())
                 .await
                 .unwrap();
             let mut lines = tokio::io::BufReader::new(stream);
             let mut line = String::new();
-            // The welcome, then our own join.
-            for _ in 0..2 {
+            // The welcome, our own join, others' presence while the room
+            // is small, then the nick.
+            let named = format!("* you are now known as c{n}\n");
+            while line != named {
                 line.clear();
-                lines.read_line(&mut line).await.unwrap();
+                assert!(lines.read_line(&mut line).await.unwrap() > 0, "closed");
             }
-            assert!(line.contains("joined #lobby"), "{line:?}");
             lines
         })
         .buffer_unordered(500)

@@ -133,6 +133,34 @@ fn line_http_and_websocket_clients_meet_over_tls_on_one_port() {
     // Plain clients are still served on the same port.
     assert_eq!(curl(&[&server.url("/healthz")]), (200, "ok\n".into()));
     assert_eq!(curl(&["-k", &https("/healthz")]), (200, "ok\n".into()));
+
+    // The diary tells the transports apart, TLS included.
+    let (status, diary) = curl(&[
+        "-k",
+        "-H",
+        "Authorization: Bearer t0k",
+        &https("/api/connections"),
+    ]);
+    assert_eq!(status, 200, "{diary}");
+    let diary: serde_json::Value = serde_json::from_str(&diary).unwrap();
+    let transport_of = |wanted: &dyn Fn(&serde_json::Value) -> bool| {
+        diary
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| wanted(e))
+            .map(|e| e["transport"].clone())
+    };
+    assert_eq!(
+        transport_of(&|e| e["nick"] == "tls-nc"),
+        Some("tls".into()),
+        "{diary}"
+    );
+    assert_eq!(
+        transport_of(&|e| e["request"] == "GET /api/connections"),
+        Some("https".into()),
+        "{diary}"
+    );
 }
 
 #[test]

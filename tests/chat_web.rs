@@ -10,7 +10,9 @@ use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 
-use crate::util::{LineClient, Server, curl, repo_file, run, runtime, stdout, tool};
+use crate::util::{
+    LineClient, Server, curl, repo_file, run, run_switchboard, runtime, stdout, tool,
+};
 
 /// POSTs a message as JSON with curl.
 fn post(server: &Server, room: &str, body: &str) -> (u16, String) {
@@ -428,4 +430,46 @@ fn a_silent_websocket_is_pinged_then_closed_when_idle() {
     assert!(pings >= 1, "no ping before the idle close");
     assert_eq!(u16::from_be_bytes([close[0], close[1]]), 1000);
     assert_eq!(String::from_utf8_lossy(&close[2..]), "idle timeout");
+}
+
+#[test]
+fn connect_over_websocket_is_welcomed_with_the_nick_its_url_asks_for() {
+    let server = Server::start(&["serve"]);
+    let mut nc = LineClient::named(&server, "taken");
+    let events = |nick: &str| -> Vec<Value> {
+        let url = format!("ws://127.0.0.1:{}/ws?nick={nick}", server.port);
+        let output = run_switchboard(&["connect", &url], b"");
+        assert!(output.status.success(), "{output:?}");
+        stdout(&output)
+            .lines()
+            .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}")))
+            .collect()
+    };
+
+    // The welcome carries the nick asked for; no separate ack follows.
+    let got = events("y");
+    assert_eq!(got[0]["type"], "welcome", "{got:?}");
+    assert_eq!(got[0]["nick"], "y", "{got:?}");
+    assert!(got[0]["fd"].as_u64().is_some(), "{got:?}");
+    assert_eq!(
+        got[1..],
+        [json!({"type":"joined","room":"lobby","nick":"y"})]
+    );
+    nc.expect("* y joined #lobby");
+    nc.expect("* y left #lobby");
+
+    // A nick someone has: the error first, then the welcome with a guest nick.
+    let got = events("TAKEN");
+    assert_eq!(
+        got[0],
+        json!({"type":"error","code":"nick_taken","message":"nick TAKEN is taken"})
+    );
+    let guest = got[1]["nick"].as_str().expect("a nick").to_string();
+    assert!(guest.starts_with("guest-"), "{got:?}");
+    assert_eq!(got[1]["type"], "welcome");
+    assert_eq!(
+        got[2..],
+        [json!({"type":"joined","room":"lobby","nick":guest})]
+    );
+    nc.expect(&format!("* {guest} joined #lobby"));
 }

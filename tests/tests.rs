@@ -6,6 +6,7 @@ mod util;
 mod bench;
 mod chat_auth;
 mod chat_cluster;
+mod chat_diary;
 mod chat_durability;
 mod chat_json;
 mod chat_line;

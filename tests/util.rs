@@ -320,7 +320,8 @@ pub struct LineClient {
 }
 
 impl LineClient {
-    /// Connects, reads the welcome and the join of `#lobby`, and returns the client.
+    /// Connects and reads the welcome: a client that has said nothing yet,
+    /// so it is in no room and nobody sees it (docs/PROTOCOL.md 5).
     pub fn greeted(server: &Server) -> Self {
         let mut client = Self::connected(server);
         client.read_greeting();
@@ -338,7 +339,7 @@ impl LineClient {
         }
     }
 
-    /// Reads the welcome and the join of `#lobby`, and learns the nick.
+    /// Reads the welcome and learns the nick.
     pub fn read_greeting(&mut self) {
         let welcome = self.line();
         let nick = welcome
@@ -351,14 +352,20 @@ impl LineClient {
                 nick.to_string()
             })
             .unwrap_or_else(|| panic!("not a welcome line: {welcome:?}"));
-        self.expect(&format!("* {nick} joined #lobby"));
         self.nick = nick;
     }
 
-    /// Greets and takes `nick`.
+    /// Says `line` as the client's first line and reads what that brings
+    /// first: its own join of `#lobby`, which everyone there sees.
+    pub fn first_line(&mut self, line: &str) {
+        self.send(line);
+        self.expect(&format!("* {} joined #lobby", self.nick));
+    }
+
+    /// Greets, then takes `nick` with its first line (joining `#lobby`).
     pub fn named(server: &Server, nick: &str) -> Self {
         let mut client = Self::greeted(server);
-        client.send(&format!("/nick {nick}"));
+        client.first_line(&format!("/nick {nick}"));
         client.expect(&format!("* you are now known as {nick}"));
         client.nick = nick.to_string();
         client

@@ -76,6 +76,11 @@ pub struct ServeArgs {
     #[arg(long, default_value_t = 300, value_name = "SECONDS")]
     pub idle_timeout: u64,
 
+    /// Close a line connection that says nothing for this many seconds after
+    /// its greeting; until its first line it is in no room and nobody sees it.
+    #[arg(long, default_value_t = 30, value_name = "SECONDS")]
+    pub silent_timeout: u64,
+
     /// Events queued per connection before it is disconnected as too slow.
     #[arg(long, default_value_t = 1024)]
     pub queue: usize,
@@ -106,7 +111,7 @@ pub struct ServeArgs {
     )]
     pub token: Option<String>,
 
-    /// Require this token for `/api/connections` (the connection diary).
+    /// Require this token for the connection diary (`/api/connections`, `/diary`).
     #[arg(
         long,
         value_name = "T",

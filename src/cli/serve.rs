@@ -22,7 +22,7 @@ use switchboard::net::shutdown::{StopSignals, run_until_signalled};
 use switchboard::net::tls::{self, Identity};
 use switchboard::server::{self, ServeOptions};
 use switchboard::transport::Counters;
-use switchboard::transport::connection::Lifecycle;
+use switchboard::transport::connection::{FirstLine, Lifecycle};
 use switchboard::transport::http::HttpConfig;
 use switchboard::transport::line::LineConfig;
 use switchboard::transport::ws::WsConfig;
@@ -90,6 +90,9 @@ fn serve_options(args: &ServeArgs) -> anyhow::Result<ServeOptions> {
     if args.burst == 0 || args.queue == 0 || args.max_connections == 0 {
         bail!("--burst, --queue and --max-connections must be positive");
     }
+    if args.silent_timeout == 0 {
+        bail!("--silent-timeout must be at least 1 second");
+    }
     if args.max_line < 64 || args.max_ws_message < 64 || args.max_body < 64 {
         bail!("--max-line, --max-ws-message and --max-body must be at least 64 bytes");
     }
@@ -116,12 +119,17 @@ fn serve_options(args: &ServeArgs) -> anyhow::Result<ServeOptions> {
         burst: args.burst,
         max_text: args.max_line.max(args.max_ws_message),
     };
-    let lifecycle = |transport, ping_interval| {
+    let lifecycle = |transport, ping_interval, first_line| {
         Arc::new(Lifecycle {
             idle_timeout,
             ping_interval,
+            first_line,
             counters: Counters::of(transport),
         })
+    };
+    let first_line = FirstLine {
+        timeout: Duration::from_secs(args.silent_timeout),
+        room: default_room.clone(),
     };
     Ok(ServeOptions {
         line: LineConfig {
@@ -130,14 +138,17 @@ fn serve_options(args: &ServeArgs) -> anyhow::Result<ServeOptions> {
                 max_text: args.max_line,
                 ..limits
             },
-            default_room: default_room.clone(),
-            lifecycle: lifecycle("tcp", None),
+            lifecycle: lifecycle("tcp", None, Some(first_line)),
         },
         ws: WsConfig {
             max_message: args.max_ws_message,
             limits,
             default_room,
-            lifecycle: lifecycle("ws", Some(Duration::from_secs(args.ping_interval.max(1)))),
+            lifecycle: lifecycle(
+                "ws",
+                Some(Duration::from_secs(args.ping_interval.max(1))),
+                None,
+            ),
         },
         http: HttpConfig {
             max_body: args.max_body,

@@ -32,22 +32,24 @@ use registry::Registry;
 /// A connection's number inside the hub.
 pub type ConnId = u64;
 
-/// How a connection reached the hub.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
+/// How a connection reached the hub: the protocol it speaks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Transport {
     /// Raw TCP, line or JSON protocol.
     Tcp,
     /// WebSocket.
     Ws,
+    /// Short-lived HTTP requests (listed in the diary, never in a room).
+    Http,
 }
 
 impl Transport {
-    /// The transport as named in the diary and the metrics.
+    /// The transport as named in the metrics.
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Tcp => "tcp",
             Self::Ws => "ws",
+            Self::Http => "http",
         }
     }
 }
@@ -61,18 +63,34 @@ pub struct ConnectionInfo {
     pub peer: SocketAddr,
     /// How it connected.
     pub transport: Transport,
+    /// Whether it came over TLS.
+    pub tls: bool,
     /// When it connected.
     pub since: SystemTime,
 }
 
 impl ConnectionInfo {
     /// A connection opening now.
-    pub fn now(fd: i32, peer: SocketAddr, transport: Transport) -> Self {
+    pub fn now(fd: i32, peer: SocketAddr, transport: Transport, tls: bool) -> Self {
         Self {
             fd,
             peer,
             transport,
+            tls,
             since: SystemTime::now(),
+        }
+    }
+
+    /// The transport as the diary names it (docs/PROTOCOL.md 5.3): `tcp`,
+    /// `ws` and `http`, or `tls`, `wss` and `https` over TLS.
+    pub fn diary_name(&self) -> &'static str {
+        match (self.transport, self.tls) {
+            (Transport::Tcp, false) => "tcp",
+            (Transport::Tcp, true) => "tls",
+            (Transport::Ws, false) => "ws",
+            (Transport::Ws, true) => "wss",
+            (Transport::Http, false) => "http",
+            (Transport::Http, true) => "https",
         }
     }
 }
@@ -99,18 +117,20 @@ impl Traffic {
 }
 
 /// One line of the file-descriptor diary: a live connection.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct DiaryEntry {
+    /// Names the connection for the server's life (file descriptors are reused).
+    pub id: ConnId,
     /// File descriptor.
     pub fd: i32,
     /// The node (server process) the connection is on.
     pub node: String,
     /// Peer `IP:PORT`.
     pub peer: String,
-    /// `tcp` or `ws`.
-    pub transport: Transport,
-    /// Current nick.
-    pub nick: String,
+    /// `tcp`, `tls`, `ws`, `wss`, `http` or `https`.
+    pub transport: &'static str,
+    /// Current nick; `None` for a connection that is not in the chat (HTTP).
+    pub nick: Option<String>,
     /// Rooms it is in, without `#`.
     pub rooms: Vec<String>,
     /// When it connected (RFC 3339).
@@ -119,6 +139,20 @@ pub struct DiaryEntry {
     pub bytes_in: u64,
     /// Bytes sent.
     pub bytes_out: u64,
+    /// HTTP only: the method and path of the request being (or last) served.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub request: Option<String>,
+}
+
+/// A change in the diary, as a live diary hears of it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DiaryChange {
+    /// A connection opened.
+    Opened(DiaryEntry),
+    /// A connection changed (an HTTP connection took a new request).
+    Changed(DiaryEntry),
+    /// A connection closed; its entry as it was last.
+    Closed(DiaryEntry),
 }
 
 /// Tunable hub behaviour.
@@ -236,20 +270,47 @@ impl Hub {
     }
 
     /// Registers a connection under a fresh `guest-N` nick (unique across
-    /// the cluster, when there is one).
-    pub fn register(&self, info: ConnectionInfo) -> Mailbox {
+    /// the cluster, when there is one); `heard` says whether it has spoken
+    /// already (a line client has not, see [`Self::hear`]).
+    pub fn register(&self, info: ConnectionInfo, heard: bool) -> Mailbox {
         let transport = info.transport.as_str();
         metrics::gauge!("switchboard_connections", "transport" => transport).increment(1.0);
         metrics::counter!("switchboard_connections_total", "transport" => transport).increment(1);
         let cluster = self.inner.cluster.as_ref();
-        let mailbox = self
-            .inner
-            .registry
-            .register(info, cluster.map(|c| c.guest_number()));
-        if let Some(cluster) = cluster {
+        let guest = cluster.map(|c| c.guest_number());
+        let mailbox = self.inner.registry.register(info, heard, guest);
+        if let Some(cluster) = cluster.filter(|_| heard) {
             cluster.has(&mailbox.nick);
         }
         mailbox
+    }
+
+    /// Marks a connection as having said its first line (docs/PROTOCOL.md
+    /// 5): from now on others (on any node) can send it direct messages.
+    pub fn hear(&self, id: ConnId) {
+        self.inner.registry.hear(id);
+        if let Some(cluster) = &self.inner.cluster
+            && let Ok(nick) = self.inner.registry.nick_of(id)
+        {
+            cluster.has(&nick);
+        }
+    }
+
+    /// Lists an HTTP connection in the diary for as long as the returned
+    /// [`Visit`] lives.
+    pub fn visit(&self, info: ConnectionInfo) -> Visit {
+        let traffic = Arc::new(Traffic::default());
+        let id = self.inner.registry.visit(info, Arc::clone(&traffic));
+        Visit {
+            registry: Arc::clone(&self.inner.registry),
+            id,
+            traffic,
+        }
+    }
+
+    /// Connections opening and closing from now on, for a live diary.
+    pub fn watch_diary(&self) -> tokio::sync::broadcast::Receiver<Arc<DiaryChange>> {
+        self.inner.registry.watch()
     }
 
     /// Kicks every connection, now and later, because the server is stopping:
@@ -457,5 +518,31 @@ impl Hub {
     /// The file-descriptor diary: every live connection, by file descriptor.
     pub fn diary(&self) -> Vec<DiaryEntry> {
         self.inner.registry.diary()
+    }
+}
+
+/// An HTTP connection's place in the diary; it leaves the diary when dropped.
+#[derive(Debug)]
+pub struct Visit {
+    registry: Arc<Registry>,
+    id: ConnId,
+    traffic: Arc<Traffic>,
+}
+
+impl Visit {
+    /// The counters its bytes go in.
+    pub fn traffic(&self) -> &Arc<Traffic> {
+        &self.traffic
+    }
+
+    /// Notes the request the connection is serving now (method and path).
+    pub fn serving(&self, request: String) {
+        self.registry.serving(self.id, request);
+    }
+}
+
+impl Drop for Visit {
+    fn drop(&mut self) {
+        self.registry.leave_visit(self.id);
     }
 }

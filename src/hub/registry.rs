@@ -6,15 +6,23 @@
 //! never across `.await` or I/O. Events are queued under the lock (so every
 //! member gets a room's messages in the order they were delivered) and the
 //! connections' tasks are woken after it is released ([`Wakeups`]).
+//!
+//! It also keeps the file-descriptor diary: every chat connection, and every
+//! HTTP connection while it lasts ([`Registry::visit`]), with a live feed of
+//! connections opening and closing for whoever watches ([`Registry::watch`]).
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use tokio::sync::broadcast;
+
 use crate::cluster::{Member, Notice, Notices, Snapshot};
 use crate::hub::event::{Event, Outgoing};
 use crate::hub::queue::{self, Full, Kick, Outbox, Wakeups};
-use crate::hub::{ConnId, ConnectionInfo, DiaryEntry, HubConfig, HubError, Joined, Mailbox};
+use crate::hub::{
+    ConnId, ConnectionInfo, DiaryChange, DiaryEntry, HubConfig, HubError, Joined, Mailbox, Traffic,
+};
 use crate::log::{Committed, Deliver, RoomLog};
 use crate::model::{ChatMessage, DirectMessage, Nick, RoomName};
 
@@ -36,6 +44,10 @@ struct Room {
     last_id: u64,
 }
 
+/// How many diary changes a watcher may fall behind before it is told it
+/// missed some (and reads the whole diary again).
+const DIARY_BACKLOG: usize = 256;
+
 /// A registered connection.
 #[derive(Debug)]
 struct Conn {
@@ -43,6 +55,67 @@ struct Conn {
     info: ConnectionInfo,
     rooms: RoomSet,
     outbox: Outbox,
+    /// It has said its first line (docs/PROTOCOL.md 5): until then it is in
+    /// no room and cannot be sent direct messages.
+    heard: bool,
+}
+
+impl Conn {
+    /// The connection's line in the diary.
+    fn entry(&self, id: ConnId, node: &str) -> DiaryEntry {
+        let rooms = self.rooms.iter().map(|r| r.as_str().to_string()).collect();
+        entry(
+            id,
+            node,
+            &self.info,
+            Some(&self.nick),
+            rooms,
+            self.outbox.traffic(),
+        )
+    }
+}
+
+/// An HTTP connection, listed in the diary while it lasts.
+#[derive(Debug)]
+struct Visitor {
+    info: ConnectionInfo,
+    traffic: Arc<Traffic>,
+    /// The method and path of the request being (or last) served.
+    request: Option<String>,
+}
+
+impl Visitor {
+    /// The connection's line in the diary.
+    fn entry(&self, id: ConnId, node: &str) -> DiaryEntry {
+        DiaryEntry {
+            request: self.request.clone(),
+            ..entry(id, node, &self.info, None, Vec::new(), &self.traffic)
+        }
+    }
+}
+
+/// A line of the diary: connection `id` on node `node`.
+fn entry(
+    id: ConnId,
+    node: &str,
+    info: &ConnectionInfo,
+    nick: Option<&Nick>,
+    rooms: Vec<String>,
+    traffic: &Traffic,
+) -> DiaryEntry {
+    DiaryEntry {
+        id,
+        fd: info.fd,
+        node: node.to_string(),
+        peer: info.peer.to_string(),
+        transport: info.diary_name(),
+        nick: nick.map(Nick::to_string),
+        rooms,
+        since: humantime::format_rfc3339_seconds(info.since).to_string(),
+        bytes_in: traffic.bytes_in.load(Ordering::Relaxed),
+        bytes_out: traffic.bytes_out.load(Ordering::Relaxed),
+        request: None,
+    }
 }
 
 /// The rooms a connection is in, sorted: a vector sized to fit rather than a
@@ -91,6 +164,8 @@ impl RoomSet {
 #[derive(Debug, Default)]
 struct State {
     conns: HashMap<ConnId, Conn>,
+    /// HTTP connections, for the diary only.
+    visitors: HashMap<ConnId, Visitor>,
     nicks: HashMap<Arc<str>, ConnId>,
     /// Rooms with members or history: a room with history stays listed
     /// after its last member leaves.
@@ -106,6 +181,8 @@ struct State {
 pub struct Registry {
     state: Mutex<State>,
     config: HubConfig,
+    /// Connections opening and closing, for live diaries.
+    diary: broadcast::Sender<Arc<DiaryChange>>,
 }
 
 impl Registry {
@@ -124,6 +201,7 @@ impl Registry {
                 ..State::default()
             }),
             config,
+            diary: broadcast::Sender::new(DIARY_BACKLOG),
         }
     }
 
@@ -134,9 +212,31 @@ impl Registry {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Registers a connection under a fresh `guest-N` nick: number `guest`
-    /// when a cluster gives it, else the next of this node's own.
-    pub fn register(&self, info: ConnectionInfo, guest: Option<u64>) -> Mailbox {
+    /// Whether anyone watches the diary: changes are only put together then.
+    fn watched(&self) -> bool {
+        self.diary.receiver_count() > 0
+    }
+
+    /// Tells the diary's watchers of `change`, if there is one (called after
+    /// the lock is released: sending wakes their tasks).
+    fn tell(&self, change: Option<DiaryChange>) {
+        if let Some(change) = change {
+            // No watcher left since: nobody to tell.
+            let _ = self.diary.send(Arc::new(change));
+        }
+    }
+
+    /// Connections opening and closing from now on. A watcher that falls
+    /// more than a few hundred changes behind is told it lagged.
+    pub fn watch(&self) -> broadcast::Receiver<Arc<DiaryChange>> {
+        self.diary.subscribe()
+    }
+
+    /// Registers a connection under a fresh `guest-N` nick (number `guest`
+    /// when a cluster gives it, else the next of this node's own); `heard`
+    /// says whether it has spoken already (a line client has not:
+    /// [`Self::hear`]).
+    pub fn register(&self, info: ConnectionInfo, heard: bool, guest: Option<u64>) -> Mailbox {
         let (outbox, events) = queue::bounded(self.config.queue);
         let mut wakeups = Wakeups::default();
         let mut state = self.state();
@@ -161,9 +261,71 @@ impl Registry {
             info,
             rooms: RoomSet::default(),
             outbox,
+            heard,
         };
+        let opened = self
+            .watched()
+            .then(|| DiaryChange::Opened(conn.entry(id, &self.config.node)));
         state.conns.insert(id, conn);
+        drop(state);
+        self.tell(opened);
         Mailbox { id, nick, events }
+    }
+
+    /// Marks a connection as having said its first line: others may now
+    /// send it direct messages, and it can join rooms as anyone does.
+    pub fn hear(&self, id: ConnId) {
+        if let Some(conn) = self.state().conns.get_mut(&id) {
+            conn.heard = true;
+        }
+    }
+
+    /// Lists an HTTP connection in the diary until [`Self::leave_visit`];
+    /// `traffic` is what it counts its bytes in.
+    pub fn visit(&self, info: ConnectionInfo, traffic: Arc<Traffic>) -> ConnId {
+        let mut state = self.state();
+        state.next_conn += 1;
+        let id = state.next_conn;
+        let visitor = Visitor {
+            info,
+            traffic,
+            request: None,
+        };
+        let opened = self
+            .watched()
+            .then(|| DiaryChange::Opened(visitor.entry(id, &self.config.node)));
+        state.visitors.insert(id, visitor);
+        drop(state);
+        self.tell(opened);
+        id
+    }
+
+    /// Notes the request an HTTP connection is serving now.
+    pub fn serving(&self, id: ConnId, request: String) {
+        let mut state = self.state();
+        let Some(visitor) = state.visitors.get_mut(&id) else {
+            return;
+        };
+        visitor.request = Some(request);
+        let changed = self
+            .watched()
+            .then(|| DiaryChange::Changed(visitor.entry(id, &self.config.node)));
+        drop(state);
+        self.tell(changed);
+    }
+
+    /// Takes an HTTP connection out of the diary.
+    pub fn leave_visit(&self, id: ConnId) {
+        let mut state = self.state();
+        let Some(visitor) = state.visitors.remove(&id) else {
+            return;
+        };
+        drop(state);
+        if self.watched() {
+            self.tell(Some(DiaryChange::Closed(
+                visitor.entry(id, &self.config.node),
+            )));
+        }
     }
 
     /// Kicks every connection, now and later, because the server is stopping.
@@ -183,9 +345,14 @@ impl Registry {
         let mut state = self.state();
         let conn = state.conns.remove(&id)?;
         state.nicks.remove(&conn.nick.key());
+        let closed = self
+            .watched()
+            .then(|| DiaryChange::Closed(conn.entry(id, &self.config.node)));
         for room in conn.rooms.iter() {
             self.leave(&mut state, id, &conn.nick, room, &mut wakeups);
         }
+        drop(state);
+        self.tell(closed);
         Some(Left {
             info: conn.info,
             nick: conn.nick.clone(),
@@ -334,6 +501,7 @@ impl Registry {
             .nicks
             .get(&to.key())
             .and_then(|owner| state.conns.get(owner))
+            .filter(|recipient| recipient.heard)
             .ok_or_else(|| HubError::NoSuchNick(to.clone()))?;
         Ok((from, recipient.nick.clone()))
     }
@@ -368,25 +536,20 @@ impl Registry {
         rooms
     }
 
-    /// The file-descriptor diary: every live connection, by file descriptor.
+    /// The file-descriptor diary: every live connection, chat and HTTP, by
+    /// file descriptor.
     pub fn diary(&self) -> Vec<DiaryEntry> {
         let state = self.state();
-        let mut entries: Vec<DiaryEntry> = state
+        let chat = state
             .conns
-            .values()
-            .map(|conn| DiaryEntry {
-                fd: conn.info.fd,
-                node: self.config.node.to_string(),
-                peer: conn.info.peer.to_string(),
-                transport: conn.info.transport,
-                nick: conn.nick.to_string(),
-                rooms: conn.rooms.iter().map(|r| r.as_str().to_string()).collect(),
-                since: humantime::format_rfc3339_seconds(conn.info.since).to_string(),
-                bytes_in: conn.outbox.traffic().bytes_in.load(Ordering::Relaxed),
-                bytes_out: conn.outbox.traffic().bytes_out.load(Ordering::Relaxed),
-            })
-            .collect();
-        entries.sort_by_key(|e| e.fd);
+            .iter()
+            .map(|(id, conn)| conn.entry(*id, &self.config.node));
+        let http = state
+            .visitors
+            .iter()
+            .map(|(id, v)| v.entry(*id, &self.config.node));
+        let mut entries: Vec<DiaryEntry> = chat.chain(http).collect();
+        entries.sort_by_key(|e| (e.fd, e.id));
         entries
     }
 

@@ -116,10 +116,12 @@ struct Replay {
 
 impl Session {
     /// Registers a new connection with `hub`: its session, and the inbox
-    /// its events (and the hub's kick) arrive in.
-    pub fn open(hub: Hub, info: ConnectionInfo, limits: Limits) -> (Self, Inbox) {
+    /// its events (and the hub's kick) arrive in. `heard` says whether it
+    /// has spoken already; one that has not waits for [`Self::hear`]
+    /// (docs/PROTOCOL.md 5).
+    pub fn open(hub: Hub, info: ConnectionInfo, limits: Limits, heard: bool) -> (Self, Inbox) {
         let fd = info.fd;
-        let Mailbox { id, nick, events } = hub.register(info);
+        let Mailbox { id, nick, events } = hub.register(info, heard);
         let session = Self {
             id,
             fd,
@@ -160,6 +162,25 @@ impl Session {
             nick: self.nick.clone(),
             fd: self.fd,
         }
+    }
+
+    /// The connection said its first line: it becomes someone others can
+    /// see, joining `room` (its join is announced) and reachable by direct
+    /// messages. The replies to the join.
+    pub fn hear(&mut self, room: &RoomName) -> Vec<Arc<Outgoing>> {
+        self.hub.hear(self.id);
+        let joined = self.join(room.as_str(), None, &None);
+        joined
+            .unwrap_or_else(|error| vec![error])
+            .into_iter()
+            .map(Outgoing::new)
+            .collect()
+    }
+
+    /// Takes `nick` before the welcome (a WebSocket's `?nick=`), so the
+    /// welcome carries it; the error to send first when it cannot be had.
+    pub async fn claim_nick(&mut self, nick: &str) -> Option<Event> {
+        self.change_nick(nick, &None).await.err()
     }
 
     /// Counts one input against the rate limit; the error to send when it is over.

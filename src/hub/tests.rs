@@ -35,8 +35,8 @@ impl Client {
     /// Connects to `hub` with `limits`.
     fn connect(hub: &Hub, limits: Limits) -> Self {
         let peer = "127.0.0.1:40000".parse().unwrap();
-        let info = ConnectionInfo::now(7, peer, Transport::Tcp);
-        let (session, inbox) = Session::open(hub.clone(), info, limits);
+        let info = ConnectionInfo::now(7, peer, Transport::Tcp, false);
+        let (session, inbox) = Session::open(hub.clone(), info, limits, true);
         Self { session, inbox }
     }
 

@@ -75,6 +75,7 @@ pub async fn run(
             metrics: options.metrics,
             sessions: sessions.clone(),
             access: Arc::clone(&access),
+            shutdown: shutdown.clone(),
         },
         &options.http,
     );
@@ -143,7 +144,7 @@ impl Edges {
     ) -> Result<()> {
         match sniff::sniff(&stream, GREETING_SILENCE).await {
             Kind::Tls => Box::pin(self.serve_tls(stream, peer, shutdown)).await,
-            kind => self.serve_as(kind, stream, peer, shutdown).await,
+            kind => self.serve_as(kind, stream, peer, false, shutdown).await,
         }
     }
 
@@ -171,16 +172,17 @@ impl Edges {
             }
         };
         let (kind, first) = sniff::sniff_by_reading(&mut session, GREETING_SILENCE).await?;
-        self.serve_as(kind, rewind(first, session), peer, shutdown)
+        self.serve_as(kind, rewind(first, session), peer, true, shutdown)
             .await
     }
 
-    /// Serves a client whose kind is known.
+    /// Serves a client whose kind is known; `tls` says whether it came over TLS.
     async fn serve_as<S>(
         &self,
         kind: Kind,
         mut stream: S,
         peer: Peer,
+        tls: bool,
         shutdown: CancellationToken,
     ) -> Result<()>
     where
@@ -197,10 +199,15 @@ impl Edges {
                 let Admission::In(input) = admission.await? else {
                     return Ok(());
                 };
+                // A client that gave the token has said its first line.
+                let spoken = self.access.client_token_required();
                 let (hub, config) = (self.hub.clone(), Arc::clone(&self.line));
-                line::serve(stream, input, peer, hub, &config).await
+                line::serve(stream, input, peer, tls, spoken, hub, &config).await
             }
-            Kind::Http => Box::pin(http::serve(stream, peer, self.app.clone())).await,
+            Kind::Http => {
+                let hub = self.hub.clone();
+                Box::pin(http::serve(stream, peer, tls, hub, self.app.clone())).await
+            }
             Kind::Tls => {
                 tracing::debug!("{peer}: a TLS ClientHello where none belongs");
                 Ok(())

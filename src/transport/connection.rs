@@ -10,6 +10,10 @@
 //! the hub kicks it when its queue fills. Replies are written before the
 //! events queued after them, and a `join` with `since` replays its stored
 //! messages, a page at a time, before any live one (docs/PROTOCOL.md 5.2).
+//!
+//! A line client is silent until its first line (docs/PROTOCOL.md 5): it is
+//! greeted, but it is in no room and nobody sees it until it says something;
+//! one that says nothing is closed after a short timeout ([`FirstLine`]).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -21,6 +25,7 @@ use crate::hub::Traffic;
 use crate::hub::event::{Event, Format, Outgoing};
 use crate::hub::queue::{Inbox, Kick, Next};
 use crate::hub::session::{Request, Session};
+use crate::model::RoomName;
 use crate::protocol::{self, Input, line};
 use crate::transport::Counters;
 
@@ -80,6 +85,8 @@ pub enum Goodbye {
     },
     /// Nothing went either way for this long.
     Idle(Duration),
+    /// The client said nothing for this long after its greeting.
+    Silent(Duration),
     /// The client asked to leave or finished sending.
     Done,
 }
@@ -91,8 +98,29 @@ pub struct Lifecycle {
     pub idle_timeout: Duration,
     /// Ping this often, for transports that ping.
     pub ping_interval: Option<Duration>,
+    /// For transports whose clients may be silent (line clients): how long
+    /// one may say nothing, and the room its first line makes it a member of.
+    pub first_line: Option<FirstLine>,
     /// What `/metrics` counts of these connections.
     pub counters: Counters,
+}
+
+/// What a silent client's first line does, and how long it is waited for.
+#[derive(Clone, Debug)]
+pub struct FirstLine {
+    /// Close a client that says nothing for this long after its greeting.
+    pub timeout: Duration,
+    /// The room its first line makes it a member of.
+    pub room: RoomName,
+}
+
+/// What a connection starts with, besides its welcome.
+#[derive(Debug, Default)]
+pub struct Greeting {
+    /// A nick to take before the welcome, so the welcome carries it (`/ws?nick=`).
+    pub nick: Option<String>,
+    /// Requests carried out right after the welcome (the join of `/ws?room=`).
+    pub requests: Vec<Request>,
 }
 
 /// Whether the connection goes on after a reaction.
@@ -108,6 +136,7 @@ enum Wake {
     Hub(Next),
     Ping,
     Idle,
+    Silent,
 }
 
 /// One client's connection to the hub.
@@ -117,29 +146,36 @@ pub struct Connection<W> {
     events: Inbox,
     format: Format,
     lifecycle: Arc<Lifecycle>,
-    /// When the last bytes went either way.
+    /// When the last bytes went either way; while the client is silent,
+    /// when it was greeted.
     last_traffic: Instant,
+    /// The client has said its first line (or never had to).
+    heard: bool,
 }
 
 impl<W: Wire + Send> Connection<W> {
-    /// A connection over `wire` for the registered `session`, speaking `format`.
+    /// A connection over `wire` for the registered `session`, speaking
+    /// `format`. One not `heard` yet is silent until its first line, which
+    /// `lifecycle` says how long to wait for and which room it joins.
     pub fn new(
         wire: W,
         (session, events): (Session, Inbox),
         format: Format,
         lifecycle: Arc<Lifecycle>,
+        heard: bool,
     ) -> Self {
         Self {
             wire,
             session,
             events,
             format,
+            heard: heard || lifecycle.first_line.is_none(),
             lifecycle,
             last_traffic: Instant::now(),
         }
     }
 
-    /// The connection's life: the welcome and the `greeting` requests, the
+    /// The connection's life: the welcome and the `greeting`, the
     /// conversation, then out of the hub. The future's error is what broke
     /// the connection.
     ///
@@ -148,7 +184,7 @@ impl<W: Wire + Send> Connection<W> {
     /// greeting runs in a boxed future of its own that hands the connection
     /// back, so the long-lived future holds neither the greeting nor a
     /// second copy of the connection.
-    pub fn run(self, greeting: Vec<Request>) -> impl Future<Output = Result<()>> + Send {
+    pub fn run(self, greeting: Greeting) -> impl Future<Output = Result<()>> + Send {
         let greeted = Box::pin(self.greeted(greeting));
         async move {
             let (mut connection, greeted) = greeted.await;
@@ -162,7 +198,7 @@ impl<W: Wire + Send> Connection<W> {
     }
 
     /// The connection after its greeting, and how the greeting went.
-    async fn greeted(mut self, greeting: Vec<Request>) -> (Self, Result<()>) {
+    async fn greeted(mut self, greeting: Greeting) -> (Self, Result<()>) {
         let outcome = self.greet(greeting).await;
         (self, outcome)
     }
@@ -199,14 +235,32 @@ impl<W: Wire + Send> Connection<W> {
         }
     }
 
-    /// The welcome, then the requests the connection starts with (the join
-    /// of the first room, a nick from the URL).
-    async fn greet(&mut self, greeting: Vec<Request>) -> Result<()> {
-        let mut replies = vec![Outgoing::new(self.session.welcome())];
-        for request in greeting {
+    /// The welcome (carrying the nick the greeting asks for, or after the
+    /// error saying why it cannot be had), then the requests the connection
+    /// starts with (the join of the first room).
+    async fn greet(&mut self, greeting: Greeting) -> Result<()> {
+        let mut replies = Vec::new();
+        if let Some(nick) = greeting.nick
+            && let Some(refused) = self.session.claim_nick(&nick).await
+        {
+            replies.push(Outgoing::new(refused));
+        }
+        replies.push(Outgoing::new(self.session.welcome()));
+        for request in greeting.requests {
             replies.extend(self.session.handle(request).await);
         }
         self.respond(replies).await
+    }
+
+    /// How long the connection may go without traffic: the idle timeout,
+    /// or while the client has not said its first line, the wait for it
+    /// (when that is the shorter).
+    fn quiet_limit(&self) -> (Duration, Wake) {
+        let idle = self.lifecycle.idle_timeout;
+        match &self.lifecycle.first_line {
+            Some(first) if !self.heard && first.timeout < idle => (first.timeout, Wake::Silent),
+            _ => (idle, Wake::Idle),
+        }
     }
 
     /// When the connection's one timer has to fire: at the next ping or at
@@ -214,16 +268,17 @@ impl<W: Wire + Send> Connection<W> {
     /// than two spares every client a second `Sleep`, and it is not moved on
     /// every message (traffic only pushes the idle deadline it is checked against).
     fn timer_due(&self, next_ping: Option<Instant>) -> Instant {
-        let idle_at = self.last_traffic + self.lifecycle.idle_timeout;
+        let idle_at = self.last_traffic + self.quiet_limit().0;
         next_ping.map_or(idle_at, |ping| ping.min(idle_at))
     }
 
-    /// What the timer firing means now: the idle timeout, a ping due (the
-    /// next one scheduled), or nothing (traffic moved the idle deadline).
+    /// What the timer firing means now: the idle or silence timeout, a ping
+    /// due (the next one scheduled), or nothing (traffic moved the deadline).
     fn on_timer(&self, next_ping: &mut Option<Instant>) -> Option<Wake> {
         let now = Instant::now();
-        if now >= self.last_traffic + self.lifecycle.idle_timeout {
-            return Some(Wake::Idle);
+        let (limit, wake) = self.quiet_limit();
+        if now >= self.last_traffic + limit {
+            return Some(wake);
         }
         match (*next_ping, self.lifecycle.ping_interval) {
             (Some(due), Some(every)) if now >= due => {
@@ -256,8 +311,17 @@ impl<W: Wire + Send> Connection<W> {
                 self.wire.close(&[], self.format, goodbye).await;
                 Flow::Stop
             }
+            Wake::Silent => {
+                let goodbye = Goodbye::Silent(self.quiet_limit().0);
+                self.wire.close(&[], self.format, goodbye).await;
+                Flow::Stop
+            }
         };
-        self.last_traffic = Instant::now();
+        if self.heard {
+            // A silent client's deadline runs from its greeting: input
+            // refused before its first line does not move it.
+            self.last_traffic = Instant::now();
+        }
         Ok(flow)
     }
 
@@ -286,7 +350,11 @@ impl<W: Wire + Send> Connection<W> {
             }
         };
         self.lifecycle.counters.requests.increment(1);
-        let replies = match protocol::parse(self.format, &text) {
+        let parsed = protocol::parse(self.format, &text);
+        if !self.heard && !matches!(parsed, Ok(Input::Nothing | Input::Quit)) {
+            self.first_words().await?;
+        }
+        let replies = match parsed {
             Ok(Input::Request(request)) => match self.session.admit(&request.reference) {
                 Some(limited) => vec![Outgoing::new(limited)],
                 None => self.session.handle(request).await,
@@ -305,6 +373,18 @@ impl<W: Wire + Send> Connection<W> {
         };
         self.respond(replies).await?;
         Ok(Flow::Continue)
+    }
+
+    /// The client said its first line: it joins its first room (everyone
+    /// there sees it now) before the line is answered.
+    async fn first_words(&mut self) -> Result<()> {
+        self.heard = true;
+        let Some(first) = &self.lifecycle.first_line else {
+            return Ok(());
+        };
+        let room = first.room.clone();
+        let joined = self.session.hear(&room);
+        self.respond(joined).await
     }
 
     /// The answer to a line client's own commands.
@@ -396,14 +476,17 @@ mod tests {
     use crate::hub::{Hub, HubConfig};
     use crate::log::memory::MemoryLog;
     use crate::log::{MessageLog, Retention};
-    use crate::model::RoomName;
+    use crate::model::{Nick, RoomName};
     use crate::net::accept::Peer;
     use crate::transport::Counters;
-    use crate::transport::connection::Lifecycle;
+    use crate::transport::connection::{FirstLine, Lifecycle};
     use crate::transport::line::{self, LineConfig};
 
-    /// How long a client may stay silent in these tests.
+    /// How long a client that has spoken may then stay quiet in these tests.
     const IDLE: Duration = Duration::from_secs(300);
+
+    /// How long a client may say nothing after its greeting in these tests.
+    const SILENT: Duration = Duration::from_secs(30);
 
     /// A line client of a hub served over an in-memory pipe: what it reads,
     /// how it writes, and the connection's task.
@@ -424,10 +507,13 @@ mod tests {
                     burst: 1,
                     max_text: 1024,
                 },
-                default_room: RoomName::parse("lobby").unwrap(),
                 lifecycle: std::sync::Arc::new(Lifecycle {
                     idle_timeout: IDLE,
                     ping_interval: None,
+                    first_line: Some(FirstLine {
+                        timeout: SILENT,
+                        room: RoomName::parse("lobby").unwrap(),
+                    }),
                     counters: Counters::of("tcp"),
                 }),
             };
@@ -439,6 +525,8 @@ mod tests {
                 theirs,
                 BytesMut::new(),
                 peer,
+                false,
+                false,
                 hub.clone(),
                 &config,
             ));
@@ -453,6 +541,15 @@ mod tests {
         /// The next line from the server; `None` once it closed.
         async fn line(&mut self) -> Option<String> {
             self.lines.next_line().await.unwrap()
+        }
+
+        /// Reads the welcome, then says a first line (`/who`) and reads
+        /// what it brings: the client's own join, then the answer.
+        async fn speak(&mut self) {
+            assert!(self.line().await.unwrap().starts_with("* welcome "));
+            self.send("/who").await;
+            assert!(self.line().await.unwrap().ends_with(" joined #lobby"));
+            assert!(self.line().await.unwrap().starts_with("* #lobby ("));
         }
 
         /// Sends one line.
@@ -476,16 +573,59 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn a_silent_client_is_closed_after_the_idle_timeout_and_not_before() {
+    async fn a_silent_client_is_greeted_seen_by_nobody_and_closed_after_the_silent_timeout() {
+        let hub = hub(16).await;
+        let lobby = RoomName::parse("lobby").unwrap();
+        let mut silent = Client::connect(&hub);
+        assert_eq!(
+            silent.line().await.unwrap(),
+            "* welcome guest-1 (fd 9) - type /help"
+        );
+        let mut talker = Client::connect(&hub);
+        talker.speak().await;
+        assert_eq!(
+            hub.who(&lobby).await.unwrap(),
+            [Nick::parse("guest-2").unwrap()]
+        );
+        assert_eq!(hub.rooms().await.unwrap(), [(lobby.clone(), 1, 0)]);
+        talker.send("/msg guest-1 are you there?").await;
+        assert_eq!(talker.line().await.unwrap(), "! no such nick: guest-1");
+        // An empty line and a refused one are not a first line, and do not
+        // move the deadline, which runs from the greeting.
+        let greeted = tokio::time::Instant::now();
+        tokio::time::advance(SILENT / 2).await;
+        silent.send("").await;
+        silent.writer.write_all(b"\xff\n").await.unwrap();
+        assert_eq!(
+            silent.line().await.unwrap(),
+            "! line is not valid UTF-8: dropped"
+        );
+        assert_eq!(
+            silent.line().await.unwrap(),
+            "* closing: nothing said for 30 s"
+        );
+        let closed_after = greeted.elapsed();
+        assert!(
+            closed_after >= SILENT && closed_after < SILENT + SILENT / 2,
+            "closed {closed_after:?} after the greeting"
+        );
+        assert_eq!(silent.line().await, None);
+        silent.task.await.unwrap().unwrap();
+        talker.send("hi").await;
+        assert_eq!(talker.line().await.unwrap(), "[#lobby] guest-2: hi");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_client_that_speaks_joins_then_is_closed_after_the_idle_timeout_and_not_before() {
         let hub = hub(16).await;
         let mut client = Client::connect(&hub);
         assert_eq!(
             client.line().await.unwrap(),
             "* welcome guest-1 (fd 9) - type /help"
         );
-        assert_eq!(client.line().await.unwrap(), "* guest-1 joined #lobby");
-        tokio::time::advance(IDLE / 2).await;
+        tokio::time::advance(SILENT / 2).await;
         client.send("/rooms").await;
+        assert_eq!(client.line().await.unwrap(), "* guest-1 joined #lobby");
         assert_eq!(client.line().await.unwrap(), "* rooms: #lobby (1)");
         let spoke = tokio::time::Instant::now();
         assert_eq!(client.line().await.unwrap(), "* closing: idle for 300 s");
@@ -503,9 +643,8 @@ mod tests {
         let hub = hub(4).await;
         let mut slow = Client::connect(&hub);
         let mut talker = Client::connect(&hub);
-        for _ in 0..2 {
-            slow.line().await.unwrap();
-        }
+        slow.speak().await;
+        talker.speak().await;
         // The slow client reads nothing more while the talker floods the room
         // through a pipe the size of a few lines, so its queue fills.
         let flood = "x".repeat(1000);
@@ -536,15 +675,14 @@ mod tests {
     async fn a_half_closed_client_gets_its_last_line_answered_then_the_end() {
         let hub = hub(16).await;
         let mut client = Client::connect(&hub);
-        for _ in 0..2 {
-            client.line().await.unwrap();
-        }
+        client.line().await.unwrap();
         client
             .writer
             .write_all(b"/nick alice\nhello")
             .await
             .unwrap();
         client.writer.shutdown().await.unwrap();
+        assert_eq!(client.line().await.unwrap(), "* guest-1 joined #lobby");
         assert_eq!(client.line().await.unwrap(), "* you are now known as alice");
         assert_eq!(client.line().await.unwrap(), "[#lobby] alice: hello");
         assert_eq!(client.line().await, None);

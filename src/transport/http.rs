@@ -1,11 +1,18 @@
 //! Short-lived HTTP clients (docs/PROTOCOL.md 5.3) and the WebSocket upgrade at `/ws`:
 //! an axum router over one accepted connection, with JSON errors everywhere.
 //!
-//! `GET /` the browser page, `/healthz`, `/metrics` (Prometheus text),
-//! `GET /api/rooms`, `GET|POST /api/rooms/{room}/messages`,
-//! `GET /api/connections` (the file-descriptor diary), `GET /ws`.
+//! `GET /` the browser page, `GET /diary` the live diary page, `/healthz`,
+//! `/metrics` (Prometheus text), `GET /api/rooms`,
+//! `GET|POST /api/rooms/{room}/messages`, `GET /api/connections` (the
+//! file-descriptor diary, live over a WebSocket: [`diary`]), `GET /ws`.
+//!
+//! Each HTTP connection is listed in the diary while it lasts, with the
+//! request it serves and the bytes it moved ([`Counted`]).
 
+use std::io;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 
 use axum::Json;
 use axum::Router;
@@ -21,7 +28,8 @@ use hyper_util::service::TowerToHyperService;
 use metrics_exporter_prometheus::PrometheusHandle;
 use serde::Deserialize;
 use serde_json::{Value, json};
-use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tower::ServiceExt;
 
@@ -29,7 +37,7 @@ use crate::auth::{self, Access, Denial, Need};
 use crate::error::{Error, Result};
 use crate::hub::event::ErrorCode;
 use crate::hub::session::{DEFAULT_HISTORY, MAX_HISTORY};
-use crate::hub::{Hub, HubError};
+use crate::hub::{ConnectionInfo, Hub, HubError, Traffic, Transport};
 use crate::log::Query as Page;
 use crate::model::names::{Nick, RoomName};
 use crate::net::accept::Peer;
@@ -37,10 +45,14 @@ use crate::net::websocket::{
     Refusal, check_upgrade, serve_http1, server_config, server_socket, switching_protocols,
 };
 use crate::protocol::json::message;
+use crate::transport::diary;
 use crate::transport::ws::{self, JoinQuery, WsConfig};
 
 /// The browser chat page, built into the binary.
 const PAGE: &str = include_str!("../../web/index.html");
+
+/// The live diary page, built into the binary.
+const DIARY_PAGE: &str = include_str!("../../web/diary.html");
 
 /// HTTP limits.
 #[derive(Clone, Debug)]
@@ -63,12 +75,25 @@ pub struct AppState {
     pub sessions: TaskTracker,
     /// The tokens clients must present.
     pub access: Arc<Access>,
+    /// Cancelled when the server stops: live diaries say goodbye.
+    pub shutdown: CancellationToken,
+}
+
+/// Where a request comes from: the connection's peer and file descriptor,
+/// and whether it came over TLS.
+#[derive(Clone, Copy, Debug)]
+pub struct Origin {
+    /// The peer and the connection's file descriptor.
+    pub peer: Peer,
+    /// Whether the connection came over TLS.
+    pub tls: bool,
 }
 
 /// The application: every route, with JSON errors for the rest.
 pub fn router(state: AppState, config: &HttpConfig) -> Router {
     Router::new()
         .route("/", get(page))
+        .route("/diary", get(diary_page))
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         .route("/api/rooms", get(rooms))
@@ -94,17 +119,31 @@ pub fn router(state: AppState, config: &HttpConfig) -> Router {
         .with_state(state)
 }
 
-/// Serves HTTP (and WebSocket upgrades) on one accepted connection.
+/// Serves HTTP (and WebSocket upgrades) on one accepted connection, which
+/// `hub`'s diary lists while it lasts (`tls` says whether it came over TLS).
 ///
 /// # Errors
 /// [`Error::Http`] when the HTTP exchange fails (malformed request, slow head).
-pub async fn serve<IO>(stream: IO, peer: Peer, app: Router) -> Result<()>
+pub async fn serve<IO>(stream: IO, peer: Peer, tls: bool, hub: Hub, app: Router) -> Result<()>
 where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
+    let visit = Arc::new(hub.visit(ConnectionInfo::now(
+        peer.fd,
+        peer.addr,
+        Transport::Http,
+        tls,
+    )));
+    let stream = Counted {
+        inner: stream,
+        traffic: Some(Arc::clone(visit.traffic())),
+    };
+    let origin = Origin { peer, tls };
     let service = TowerToHyperService::new(app.map_request(
         move |mut request: axum::http::Request<Incoming>| {
-            request.extensions_mut().insert(peer);
+            // The path only: a query may hold a token.
+            visit.serving(format!("{} {}", request.method(), request.uri().path()));
+            request.extensions_mut().insert(origin);
             request
         },
     ));
@@ -115,6 +154,82 @@ where
         })
 }
 
+/// A stream that counts the bytes going through it into a diary's
+/// [`Traffic`], until the diary lets go of that (the connection was
+/// upgraded to a WebSocket, which counts its own).
+struct Counted<S> {
+    inner: S,
+    traffic: Option<Arc<Traffic>>,
+}
+
+impl<S> Counted<S> {
+    /// The counters, while someone still reads them.
+    fn traffic(&mut self) -> Option<&Traffic> {
+        if self
+            .traffic
+            .as_ref()
+            .is_some_and(|t| Arc::strong_count(t) == 1)
+        {
+            self.traffic = None;
+        }
+        self.traffic.as_deref()
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Counted<S> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let before = buf.filled().len();
+        let polled = Pin::new(&mut self.inner).poll_read(cx, buf);
+        let read = buf.filled().len() - before;
+        if let Some(traffic) = self.traffic() {
+            traffic.received(read);
+        }
+        polled
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Counted<S> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let polled = Pin::new(&mut self.inner).poll_write(cx, buf);
+        if let (Poll::Ready(Ok(written)), Some(traffic)) = (&polled, self.traffic()) {
+            traffic.sent(*written);
+        }
+        polled
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let polled = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        if let (Poll::Ready(Ok(written)), Some(traffic)) = (&polled, self.traffic()) {
+            traffic.sent(*written);
+        }
+        polled
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
 /// The JSON error body of docs/PROTOCOL.md 5.3 with its status.
 pub fn api_error(status: StatusCode, code: &str, message: impl Into<String>) -> Response {
     let body = json!({"error": {"code": code, "message": message.into()}});
@@ -122,8 +237,9 @@ pub fn api_error(status: StatusCode, code: &str, message: impl Into<String>) -> 
 }
 
 /// Answers 401 (or 403) unless the request carries the token its path needs:
-/// `Authorization: Bearer T`, or `?token=T` on `/ws` (a browser cannot set
-/// headers on a WebSocket). The page and the health check are open to all.
+/// `Authorization: Bearer T`, or `?token=T` on `/ws`, `/diary` and
+/// `/api/connections` (a browser cannot set headers on a WebSocket, nor on
+/// a page it opens). The chat page and the health check are open to all.
 async fn require_token(
     State(access): State<Arc<Access>>,
     request: Request,
@@ -132,10 +248,10 @@ async fn require_token(
     let path = request.uri().path();
     let need = match path {
         "/" | "/healthz" => Need::Nothing,
-        "/api/connections" => Need::Admin,
+        "/api/connections" | "/diary" => Need::Admin,
         _ => Need::Client,
     };
-    let from_query = (path == "/ws")
+    let from_query = matches!(path, "/ws" | "/diary" | "/api/connections")
         .then(|| auth::query_token(request.uri().query()))
         .flatten();
     let offered = auth::bearer(request.headers()).or(from_query.as_deref());
@@ -150,7 +266,7 @@ async fn require_token(
             let mut response = api_error(
                 StatusCode::UNAUTHORIZED,
                 "unauthorized",
-                "a valid token is required (Authorization: Bearer TOKEN)",
+                "a valid token is required (Authorization: Bearer TOKEN, or ?token=TOKEN on /ws and /diary)",
             );
             response
                 .headers_mut()
@@ -163,6 +279,11 @@ async fn require_token(
 /// `GET /`.
 async fn page() -> Html<&'static str> {
     Html(PAGE)
+}
+
+/// `GET /diary`.
+async fn diary_page() -> Html<&'static str> {
+    Html(DIARY_PAGE)
 }
 
 /// `GET /healthz`: `ok` while messages can be stored, 503 and why when not.
@@ -315,9 +436,36 @@ fn json_rejection(rejection: &JsonRejection) -> Response {
     api_error(status, code, rejection.body_text())
 }
 
-/// `GET /api/connections`: the file-descriptor diary.
-async fn connections(State(state): State<AppState>) -> Json<Value> {
-    Json(json!(state.hub.diary()))
+/// `GET /api/connections`: the file-descriptor diary; upgraded to a
+/// WebSocket, the diary live ([`diary::stream`]).
+async fn connections(
+    State(state): State<AppState>,
+    Extension(origin): Extension<Origin>,
+    mut request: Request,
+) -> Response {
+    if !request.headers().contains_key(header::UPGRADE) {
+        return Json(json!(state.hub.diary())).into_response();
+    }
+    let accept_key = match check_upgrade(request.method(), request.headers()) {
+        Ok(accept_key) => accept_key,
+        Err(refusal) => return upgrade_refusal(refusal),
+    };
+    let on_upgrade = hyper::upgrade::on(&mut request);
+    let AppState {
+        hub,
+        sessions,
+        shutdown,
+        ..
+    } = state;
+    sessions.spawn(async move {
+        let upgraded = match on_upgrade.await {
+            Ok(upgraded) => upgraded,
+            Err(err) => return tracing::debug!("{}: upgrade failed: {err}", origin.peer),
+        };
+        let socket = server_socket(upgraded, server_config(diary::MAX_MESSAGE));
+        diary::stream(socket, origin, hub, shutdown).await;
+    });
+    switching_protocols(&accept_key).map(Body::new)
 }
 
 /// `GET /ws?nick=N&room=R&since=ID`: upgrade to the JSON protocol.
@@ -328,7 +476,7 @@ async fn connections(State(state): State<AppState>) -> Json<Value> {
 /// own, so an idle WebSocket costs only what its session needs.
 async fn web_socket(
     State(state): State<AppState>,
-    Extension(peer): Extension<Peer>,
+    Extension(Origin { peer, tls }): Extension<Origin>,
     query: std::result::Result<Query<JoinQuery>, QueryRejection>,
     mut request: Request,
 ) -> Response {
@@ -358,7 +506,7 @@ async fn web_socket(
         };
         let limits = server_config(config.max_message);
         let socket = server_socket(upgraded, limits);
-        let session = ws::serve(socket, peer, hub, &config, join);
+        let session = ws::serve(socket, peer, tls, hub, &config, join);
         sessions.spawn(session);
     };
     // Tracked from now (an upgrade in flight too) until the session ends,

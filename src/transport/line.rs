@@ -23,10 +23,9 @@ use crate::error::Result;
 use crate::hub::event::{ErrorCode, Event, Format, Outgoing};
 use crate::hub::session::{Command, Limits, Request, Session};
 use crate::hub::{ConnectionInfo, Hub, Traffic, Transport};
-use crate::model::names::RoomName;
 use crate::net::accept::Peer;
 use crate::protocol::{self, Input, line};
-use crate::transport::connection::{Connection, Goodbye, Lifecycle, Received, Wire};
+use crate::transport::connection::{Connection, Goodbye, Greeting, Lifecycle, Received, Wire};
 use crate::transport::framing::{Frame, LineFramer};
 
 /// How much one read asks for.
@@ -45,15 +44,16 @@ pub struct LineConfig {
     pub max_line: usize,
     /// Rate and size limits.
     pub limits: Limits,
-    /// The room every connection joins first.
-    pub default_room: RoomName,
-    /// Idle timeout and what `/metrics` counts of line clients.
+    /// Idle timeout, the wait for a first line and the room it joins, and
+    /// what `/metrics` counts of line clients.
     pub lifecycle: Arc<Lifecycle>,
 }
 
 /// Serves one line client until it quits, goes idle, or is kicked by the hub
 /// (too slow, or the server stops). `input` holds bytes already read from it
-/// (after its `/auth` line).
+/// (after its `/auth` line); `tls` says whether it came over TLS. It is
+/// greeted at once, and joins its first room then when it has `spoken`
+/// already (its `/auth` line), else with its first line (docs/PROTOCOL.md 5).
 ///
 /// Registers the client before returning the future, so the future holds
 /// only what the connection needs while it lives (every idle client pays
@@ -64,10 +64,12 @@ pub fn serve<S: AsyncRead + AsyncWrite + Unpin + Send>(
     stream: S,
     input: BytesMut,
     peer: Peer,
+    tls: bool,
+    spoken: bool,
     hub: Hub,
     config: &LineConfig,
 ) -> impl Future<Output = Result<()>> + Send + use<S> {
-    let info = ConnectionInfo::now(peer.fd, peer.addr, Transport::Tcp);
+    let info = ConnectionInfo::now(peer.fd, peer.addr, Transport::Tcp, tls);
     let wire = LineWire {
         stream,
         input,
@@ -75,15 +77,22 @@ pub fn serve<S: AsyncRead + AsyncWrite + Unpin + Send>(
         ended: false,
         mid_line: false,
     };
-    let session = Session::open(hub, info, config.limits);
-    let connection = Connection::new(wire, session, Format::Line, Arc::clone(&config.lifecycle));
-    connection.run(vec![Request {
+    let lifecycle = Arc::clone(&config.lifecycle);
+    let first_room = lifecycle.first_line.as_ref().map(|first| &first.room);
+    let heard = spoken || first_room.is_none();
+    let join_now = first_room.filter(|_| spoken).map(|room| Request {
         command: Command::Join {
-            room: config.default_room.as_str().to_string(),
+            room: room.as_str().to_string(),
             since: None,
         },
         reference: None,
-    }])
+    });
+    let greeting = Greeting {
+        nick: None,
+        requests: join_now.into_iter().collect(),
+    };
+    let session = Session::open(hub, info, config.limits, heard);
+    Connection::new(wire, session, Format::Line, lifecycle, heard).run(greeting)
 }
 
 /// A line client's socket: lines in, encoded events out.
@@ -130,6 +139,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Wire for LineWire<S> {
                 "disconnected: too slow to keep up ({queued} events queued)"
             )),
             Goodbye::Idle(timeout) => Some(format!("closing: idle for {} s", timeout.as_secs())),
+            Goodbye::Silent(timeout) => {
+                Some(format!("closing: nothing said for {} s", timeout.as_secs()))
+            }
             Goodbye::Done => None,
         };
         let mut bytes = Vec::new();

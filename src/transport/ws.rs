@@ -25,7 +25,7 @@ use crate::model::names::RoomName;
 use crate::net::accept::Peer;
 use crate::net::websocket::{self, UpgradedSocket};
 use crate::protocol;
-use crate::transport::connection::{Connection, Goodbye, Lifecycle, Received, Wire};
+use crate::transport::connection::{Connection, Goodbye, Greeting, Lifecycle, Received, Wire};
 
 /// How long the closing handshake may take.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
@@ -55,7 +55,8 @@ pub struct JoinQuery {
 }
 
 /// Serves one WebSocket client until it closes, goes idle, or is kicked by
-/// the hub (too slow, or the server stops).
+/// the hub (too slow, or the server stops). `tls` says whether it came over
+/// TLS. Its welcome carries the nick its URL asks for (docs/PROTOCOL.md 5.2).
 ///
 /// Registers the client before returning the future, so the future holds
 /// only what the connection needs while it lives (every idle client pays
@@ -65,17 +66,19 @@ pub struct JoinQuery {
 pub fn serve(
     socket: UpgradedSocket,
     peer: Peer,
+    tls: bool,
     hub: Hub,
     config: &WsConfig,
     join: JoinQuery,
 ) -> impl Future<Output = ()> + Send + use<> {
-    let info = ConnectionInfo::now(peer.fd, peer.addr, Transport::Ws);
-    let session = Session::open(hub, info, config.limits);
+    let info = ConnectionInfo::now(peer.fd, peer.addr, Transport::Ws, tls);
+    let session = Session::open(hub, info, config.limits, true);
     let connection = Connection::new(
         WsWire { socket },
         session,
         Format::Json,
         Arc::clone(&config.lifecycle),
+        true,
     );
     let greeting = greeting(join, &config.default_room);
     connection.run(greeting).map(move |outcome| {
@@ -86,22 +89,21 @@ pub fn serve(
 }
 
 /// The nick and join the URL asked for.
-fn greeting(join: JoinQuery, default_room: &RoomName) -> Vec<Request> {
-    let nick = join.nick.map(|nick| Request {
-        command: Command::Nick(nick),
-        reference: None,
-    });
+fn greeting(join: JoinQuery, default_room: &RoomName) -> Greeting {
     let room = join
         .room
         .unwrap_or_else(|| default_room.as_str().to_string());
-    let join = Request {
+    let request = Request {
         command: Command::Join {
             room,
             since: join.since,
         },
         reference: None,
     };
-    nick.into_iter().chain([join]).collect()
+    Greeting {
+        nick: join.nick,
+        requests: vec![request],
+    }
 }
 
 /// A WebSocket client's socket: text messages in, JSON text messages out.
@@ -144,6 +146,7 @@ impl Wire for WsWire {
             Goodbye::ServerStopping => Some((CloseCode::Away, "server shutting down")),
             Goodbye::TooSlow { .. } => Some((CloseCode::Policy, "too slow to keep up")),
             Goodbye::Idle(_) => Some((CloseCode::Normal, "idle timeout")),
+            Goodbye::Silent(_) => Some((CloseCode::Normal, "nothing said")),
             // The peer closed, or a failed read queued a close frame.
             Goodbye::Done => None,
         };
@@ -241,7 +244,7 @@ mod tests {
     use super::*;
 
     /// The size of what `function` returns, without calling it.
-    fn returned_size<A, B, C, D, E, R>(_function: fn(A, B, C, D, E) -> R) -> usize {
+    fn returned_size<A, B, C, D, E, F, R>(_function: fn(A, B, C, D, E, F) -> R) -> usize {
         size_of::<R>()
     }
 
