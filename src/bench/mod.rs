@@ -160,3 +160,38 @@ impl WindowCost {
         }
     }
 }
+
+/// Waits for the next text message of `ws` and adds it to `received` as one
+/// line (the JSON protocol sends one object a message); `false` once the
+/// server closed. Pings and pongs are skipped (tungstenite answers them).
+/// Cancel-safe: a message is added whole or not at all.
+///
+/// # Errors
+/// The WebSocket's error.
+pub(crate) async fn read_text_line<S>(
+    ws: &mut S,
+    received: &mut bytes::BytesMut,
+) -> io::Result<bool>
+where
+    S: futures_util::Stream<
+            Item = Result<
+                tokio_tungstenite::tungstenite::Message,
+                tokio_tungstenite::tungstenite::Error,
+            >,
+        > + Unpin,
+{
+    use futures_util::StreamExt;
+    use tokio_tungstenite::tungstenite::Message;
+    loop {
+        match ws.next().await {
+            Some(Ok(Message::Text(text))) => {
+                received.extend_from_slice(text.as_bytes());
+                received.extend_from_slice(b"\n");
+                return Ok(true);
+            }
+            Some(Ok(Message::Close(_))) | None => return Ok(false),
+            Some(Ok(_)) => {}
+            Some(Err(err)) => return Err(io::Error::other(err)),
+        }
+    }
+}

@@ -19,9 +19,9 @@ use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
-use crate::bench::WsTarget;
 use crate::bench::chat::socketio::{self, Packet};
 use crate::bench::scan::{decimal, string_after};
+use crate::bench::{WsTarget, read_text_line};
 use crate::client::connect::ClientSocket;
 
 /// Read buffer of each benchmark WebSocket: the client holds thousands.
@@ -211,18 +211,7 @@ impl Member {
                 self.received.reserve(LINE_READ_CHUNK);
                 Ok(stream.read_buf(&mut self.received).await? > 0)
             }
-            Socket::Ws(ws) => loop {
-                match ws.next().await {
-                    Some(Ok(Message::Text(text))) => {
-                        self.received.extend_from_slice(text.as_bytes());
-                        self.received.extend_from_slice(b"\n");
-                        return Ok(true);
-                    }
-                    Some(Ok(Message::Close(_))) | None => return Ok(false),
-                    Some(Ok(_)) => {}
-                    Some(Err(err)) => return Err(io::Error::other(err)),
-                }
-            },
+            Socket::Ws(ws) => read_text_line(ws.as_mut(), &mut self.received).await,
             Socket::EngineIo(ws) => loop {
                 if self.pong_due {
                     ws.feed(Message::text(socketio::PONG))

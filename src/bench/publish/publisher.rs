@@ -27,8 +27,8 @@ use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
-use crate::bench::WsTarget;
 use crate::bench::scan::{number_after, string_after};
+use crate::bench::{WsTarget, read_text_line};
 use crate::client::connect::ClientSocket;
 
 /// Read buffer of each benchmark WebSocket.
@@ -189,18 +189,7 @@ impl Inbound {
                 self.received.reserve(LINE_READ_CHUNK);
                 Ok(stream.read_buf(&mut self.received).await? > 0)
             }
-            Source::Ws(ws) => loop {
-                match ws.next().await {
-                    Some(Ok(Message::Text(text))) => {
-                        self.received.extend_from_slice(text.as_bytes());
-                        self.received.extend_from_slice(b"\n");
-                        return Ok(true);
-                    }
-                    Some(Ok(Message::Close(_))) | None => return Ok(false),
-                    Some(Ok(_)) => {}
-                    Some(Err(err)) => return Err(io::Error::other(err)),
-                }
-            },
+            Source::Ws(ws) => read_text_line(ws, &mut self.received).await,
         }
     }
 
