@@ -5,11 +5,12 @@
 #   scripts/fuzz.sh [SECONDS] [TARGET...]
 #
 # First, on any toolchain, the targets are linted (so they keep compiling
-# where they cannot run). Running them needs a nightly toolchain (libFuzzer's
-# coverage and AddressSanitizer flags are nightly-only) and cargo-fuzz, which
-# is installed from crates.io when missing. Without nightly this says so in
-# one loud line and exits 0. A crash, a hang (10 s per input) or a failed
-# assertion fails the run; the input is kept in fuzz/artifacts/TARGET/, and
+# where they cannot run). Running them needs a nightly toolchain (cargo-fuzz's
+# AddressSanitizer flag is nightly-only; fuzz/README.md has two ways on stable)
+# and cargo-fuzz, which is installed from crates.io when missing. Without
+# nightly this says so in a loud banner and exits 0. A crash, a hang (10 s
+# per input) or a failed assertion fails the run; the input is kept in
+# fuzz/artifacts/TARGET/, and
 #   cargo +nightly fuzz run TARGET fuzz/artifacts/TARGET/crash-…
 # replays it. Inputs that found new coverage accumulate in fuzz/corpus/TARGET/
 # (not committed); fuzz/seeds/TARGET/ holds a few hand-written starting points
@@ -31,7 +32,7 @@ skip() {
 }
 
 cargo +nightly --version >/dev/null 2>&1 ||
-  skip "no nightly toolchain (rustup toolchain install nightly); the targets were only linted"
+  skip "no nightly toolchain; the targets were only linted (fuzz/README.md: running them on stable)"
 if ! cargo fuzz --version >/dev/null 2>&1; then
   echo "fuzz: installing cargo-fuzz"
   cargo install --locked cargo-fuzz || skip "cargo-fuzz could not be installed"
