@@ -68,7 +68,8 @@ impl<'a> Echoer<'a> {
     /// Appends the reply to an unterminated last line (the peer half-closed)
     /// and returns how many replies that was (0 or 1).
     pub fn finish(&mut self, out: &mut Vec<u8>) -> usize {
-        if self.pending.is_empty() {
+        // A line already echoed in pieces is finished by the half-close too.
+        if self.pending.is_empty() && !self.mid_line {
             return 0;
         }
         let held = std::mem::take(&mut self.pending);
@@ -91,6 +92,8 @@ impl<'a> Echoer<'a> {
 
 #[cfg(test)]
 mod tests {
+    use proptest::prelude::*;
+
     use super::*;
 
     fn style(prefix: &str, lines: bool) -> ReplyStyle {
@@ -168,5 +171,87 @@ mod tests {
     fn finishing_with_nothing_held_replies_nothing() {
         let (out, replies) = run(&style("> ", true), &[b"a\n"], true);
         assert_eq!((out.as_slice(), replies), (b"> a\n".as_slice(), 1));
+    }
+
+    #[test]
+    fn a_line_echoed_in_pieces_counts_once_at_half_close_however_it_was_read() {
+        let echo = style("> ", true);
+        let long = vec![b'x'; MAX_PENDING_LINE + 10];
+        assert_eq!(run(&echo, &[&long], true).1, 1, "one read");
+        let (head, tail) = long.split_at(MAX_PENDING_LINE);
+        assert_eq!(run(&echo, &[head, tail], true).1, 1, "two reads");
+        assert_eq!(run(&echo, &[head], true).1, 1, "ending at the limit");
+    }
+
+    /// Bytes rich in newlines, sometimes a line longer than [`MAX_PENDING_LINE`].
+    fn stream() -> impl Strategy<Value = Vec<u8>> {
+        let byte = prop_oneof![2 => Just(b'\n'), 3 => Just(b'a'), 1 => any::<u8>()];
+        let len = prop_oneof![20 => 1..24_usize, 1 => MAX_PENDING_LINE - 8..MAX_PENDING_LINE + 8];
+        let run = (byte, len).prop_map(|(byte, len)| vec![byte; len]);
+        proptest::collection::vec(run, 0..16).prop_map(|runs| runs.concat())
+    }
+
+    /// `stream` cut at the given points into reads (none empty: an empty read
+    /// is the end of the stream).
+    fn reads(stream: &[u8], cuts: Vec<usize>) -> Vec<&[u8]> {
+        let mut cuts: Vec<usize> = cuts.into_iter().map(|c| c % (stream.len() + 1)).collect();
+        cuts.push(stream.len());
+        cuts.sort_unstable();
+        let mut from = 0;
+        let mut pieces = Vec::new();
+        for cut in cuts {
+            if cut > from {
+                pieces.push(&stream[from..cut]);
+            }
+            from = cut;
+        }
+        pieces
+    }
+
+    proptest! {
+        /// Line mode, any reads of any bytes: every line once, the prefix
+        /// before each and nowhere else, one reply per line (the last counted
+        /// at the half-close), and never a whole long line held.
+        #[test]
+        fn line_mode_answers_the_lines_however_they_are_read(
+            prefix in "[a-z> ]{0,4}",
+            stream in stream(),
+            cuts in proptest::collection::vec(any::<usize>(), 0..8),
+        ) {
+            let echo = style(&prefix, true);
+            let mut echoer = Echoer::new(&echo);
+            let (mut out, mut replies) = (Vec::new(), 0);
+            for read in reads(&stream, cuts) {
+                replies += echoer.feed(read, &mut out);
+                prop_assert!(echoer.pending.len() < MAX_PENDING_LINE);
+            }
+            replies += echoer.finish(&mut out);
+            let lines: Vec<&[u8]> = stream.split_inclusive(|&b| b == b'\n').collect();
+            let expected: Vec<u8> = lines
+                .iter()
+                .flat_map(|line| [prefix.as_bytes(), line].concat())
+                .collect();
+            prop_assert!(out == expected, "{} bytes out, {} expected", out.len(), expected.len());
+            prop_assert_eq!(replies, lines.len());
+        }
+
+        /// Chunk and raw mode: each read answered at once, prefix and bytes.
+        #[test]
+        fn chunk_mode_answers_each_read(
+            prefix in "[a-z> ]{0,4}",
+            stream in proptest::collection::vec(any::<u8>(), 0..256),
+            cuts in proptest::collection::vec(any::<usize>(), 0..8),
+        ) {
+            let echo = style(&prefix, false);
+            let mut echoer = Echoer::new(&echo);
+            let reads = reads(&stream, cuts);
+            for read in &reads {
+                let mut out = Vec::new();
+                prop_assert_eq!(echoer.feed(read, &mut out), 1);
+                prop_assert_eq!(out, [prefix.as_bytes(), read].concat());
+            }
+            let mut out = Vec::new();
+            prop_assert_eq!((echoer.finish(&mut out), out.len()), (0, 0));
+        }
     }
 }

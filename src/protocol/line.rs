@@ -196,9 +196,13 @@ mod tests {
     use std::sync::Arc;
     use std::time::SystemTime;
 
+    use proptest::prelude::*;
+    use proptest::sample::select;
+
     use super::*;
     use crate::model::ChatMessage;
     use crate::model::names::{Nick, RoomName};
+    use crate::protocol::arbitrary;
 
     fn command(line: &str) -> Command {
         match parse(line) {
@@ -300,5 +304,201 @@ mod tests {
             nick: None,
         };
         assert!(encode(&ack).is_empty());
+    }
+
+    /// `/word` in any mix of cases, one of `words` (a command and its aliases).
+    fn word(words: &'static [&'static str]) -> impl Strategy<Value = String> {
+        (select(words), proptest::collection::vec(any::<bool>(), 8)).prop_map(|(word, upper)| {
+            let word = word.chars().zip(upper.into_iter().cycle());
+            let typed: String = word
+                .map(|(c, upper)| if upper { c.to_ascii_uppercase() } else { c })
+                .collect();
+            format!("/{typed}")
+        })
+    }
+
+    /// An argument as parsed: not empty, no newline, no blanks around it.
+    fn argument() -> impl Strategy<Value = String> {
+        "[^\\s][^\\n]{0,20}".prop_map(|arg| arg.trim_end().to_string())
+    }
+
+    /// A space after the command word, then any blanks.
+    fn gap() -> impl Strategy<Value = String> {
+        "[ ][ \t]{0,2}"
+    }
+
+    /// Blanks at the end of a line with arguments.
+    fn trail() -> impl Strategy<Value = String> {
+        "[ \t]{0,2}"
+    }
+
+    /// A request without `ref`, as every line command is.
+    fn request(command: Command) -> Input {
+        Input::Request(Request {
+            command,
+            reference: None,
+        })
+    }
+
+    /// `/word ARGUMENT` and the input `make` makes of the argument.
+    fn with_argument(
+        words: &'static [&'static str],
+        make: fn(String) -> Input,
+    ) -> impl Strategy<Value = (String, Input)> {
+        (word(words), gap(), argument(), trail())
+            .prop_map(move |(w, g, arg, t)| (format!("{w}{g}{arg}{t}"), make(arg)))
+    }
+
+    /// `/word` alone (maybe with spaces after it) and its input.
+    fn alone(
+        words: &'static [&'static str],
+        input: Input,
+    ) -> impl Strategy<Value = (String, Input)> {
+        (word(words), "[ ]{0,2}").prop_map(move |(w, t)| (format!("{w}{t}"), input.clone()))
+    }
+
+    /// A line a user may type, and what it must parse as.
+    fn typed() -> impl Strategy<Value = (String, Input)> {
+        prop_oneof![
+            with_argument(&["nick"], |nick| request(Command::Nick(nick))),
+            with_argument(&["join"], |room| request(Command::Join {
+                room,
+                since: None
+            })),
+            with_argument(&["part", "leave"], |room| request(Command::Part(Some(
+                room
+            )))),
+            alone(&["part", "leave"], request(Command::Part(None))),
+            with_argument(&["who", "names"], |room| request(Command::Who(Some(room)))),
+            alone(&["who", "names"], request(Command::Who(None))),
+            alone(&["rooms", "list"], request(Command::Rooms)),
+            (
+                word(&["msg", "dm"]),
+                gap(),
+                "[^\\s]{1,10}",
+                gap(),
+                argument(),
+                trail()
+            )
+                .prop_map(|(w, g, to, g2, text, t)| {
+                    let line = format!("{w}{g}{to}{g2}{text}{t}");
+                    (line, request(Command::Dm { to, text }))
+                }),
+            alone(
+                &["history"],
+                request(Command::History {
+                    room: None,
+                    since: None,
+                    limit: Some(20)
+                })
+            ),
+            (word(&["history"]), gap(), 1..=usize::MAX, trail()).prop_map(|(w, g, n, t)| {
+                let history = Command::History {
+                    room: None,
+                    since: None,
+                    limit: Some(n),
+                };
+                (format!("{w}{g}{n}{t}"), request(history))
+            }),
+            with_argument(&["auth"], Input::Auth),
+            alone(&["json"], Input::SwitchToJson),
+            alone(&["quit", "exit"], Input::Quit),
+            alone(&["help", "?"], Input::Help),
+            "[^\\n]{1,30}".prop_map(|text| {
+                let line = if text.starts_with('/') {
+                    format!("/{text}")
+                } else {
+                    text.clone()
+                };
+                (line, request(Command::Say { room: None, text }))
+            }),
+        ]
+    }
+
+    /// Whether `shown` is `text` with its control characters (but tab) as `�`.
+    fn shown_as(shown: &str, text: &str) -> bool {
+        shown.chars().count() == text.chars().count()
+            && shown
+                .chars()
+                .zip(text.chars())
+                .all(|(s, t)| s == t || (s == '\u{fffd}' && t.is_control() && t != '\t'))
+    }
+
+    proptest! {
+        /// Any line: no panic; text not starting with `/` is said as it is,
+        /// and a refusal is always `unknown_command` (there is no `ref`).
+        #[test]
+        fn any_line_is_an_input_or_an_unknown_command(line in arbitrary::text()) {
+            match parse(&line) {
+                Ok(Input::Request(Request { command: Command::Say { room: None, text }, .. }))
+                    if !line.starts_with('/') => prop_assert_eq!(text, line),
+                Ok(input) => prop_assert!(
+                    line.starts_with('/') || (line.is_empty() && input == Input::Nothing),
+                    "{:?} gave {:?}", line, input
+                ),
+                Err(error) => prop_assert!(
+                    matches!(error, Event::Error { code: ErrorCode::UnknownCommand, reference: None, .. }),
+                    "{:?}", error
+                ),
+            }
+        }
+
+        /// Every command typed as a person would (any case, blanks around
+        /// the arguments, aliases, `//` to say a `/`) parses as meant. Not a
+        /// round trip: a tab cannot end the command word, and the text of
+        /// `/msg` loses blanks at both ends (a said line keeps them).
+        #[test]
+        fn commands_typed_parse_as_meant((line, input) in typed()) {
+            prop_assert_eq!(parse(&line), Ok(input), "{:?}", line);
+        }
+
+        /// Any event: whole lines (as many as it has), each starting with
+        /// its marker and free of control characters but tab, so no peer can
+        /// forge a line or drive a terminal; a peer's text reads back as it
+        /// was, with its control characters as `�`.
+        #[test]
+        fn events_are_lines_with_peer_text_made_printable(event in arbitrary::event()) {
+            let bytes = encode(&event);
+            let out = std::str::from_utf8(&bytes).map_err(|e| TestCaseError::fail(e.to_string()))?;
+            if let Event::Ack { nick: None, .. } = event {
+                prop_assert_eq!(out, "");
+                return Ok(());
+            }
+            let lines: Vec<&str> = out
+                .strip_suffix('\n')
+                .ok_or_else(|| TestCaseError::fail(format!("no newline at the end: {out:?}")))?
+                .split('\n')
+                .collect();
+            let expected = match &event {
+                Event::History { messages, .. } => 1 + messages.len(),
+                _ => 1,
+            };
+            prop_assert_eq!(lines.len(), expected, "{:?}", out);
+            for line in &lines {
+                prop_assert!(
+                    ["[#", "[dm] ", "* ", "! "].iter().any(|marker| line.starts_with(marker)),
+                    "{:?}", line
+                );
+                prop_assert!(!line.chars().any(|c| c.is_control() && c != '\t'), "{:?}", line);
+            }
+            let peer_text = |head: String, text: &str, line: &str| {
+                let shown = line.strip_prefix(&head).is_some_and(|shown| shown_as(shown, text));
+                prop_assert!(shown, "{:?} does not show {:?} after {:?}", line, text, head);
+                Ok(())
+            };
+            match &event {
+                Event::Message(m) => peer_text(format!("[{}] {}: ", m.room, m.from), &m.text, lines[0])?,
+                Event::Dm(m) => peer_text(format!("[dm] {}: ", m.from), &m.text, lines[0])?,
+                Event::DmSent(m) => peer_text(format!("* dm to {}: ", m.to), &m.text, lines[0])?,
+                Event::Notice(text) => peer_text("* ".into(), text, lines[0])?,
+                Event::Error { message, .. } => peer_text("! ".into(), message, lines[0])?,
+                Event::History { messages, .. } => {
+                    for (m, line) in messages.iter().zip(&lines[1..]) {
+                        peer_text(format!("[{}] {}: ", m.room, m.from), &m.text, line)?;
+                    }
+                }
+                _ => {}
+            }
+        }
     }
 }

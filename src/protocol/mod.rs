@@ -2,6 +2,8 @@
 //! [`json`] protocol of WebSocket clients (and of line clients after `/json`).
 //! Pure functions from text to requests and from events to bytes: no I/O.
 
+#[cfg(test)]
+mod arbitrary;
 pub mod json;
 pub mod line;
 
@@ -45,5 +47,25 @@ pub fn encoded(outgoing: &Outgoing, format: Format) -> Bytes {
     match format {
         Format::Line => outgoing.encoded(format, line::encode),
         Format::Json => outgoing.encoded(format, json::encode),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    proptest! {
+        /// Any text in either format: no panic; a blank JSON line is nothing
+        /// to do (as an empty line is in the line protocol).
+        #[test]
+        fn any_text_in_either_format_is_an_input_or_an_error(text in arbitrary::text()) {
+            let _ = parse(Format::Line, &text);
+            let json = parse(Format::Json, &text);
+            if text.trim().is_empty() {
+                prop_assert_eq!(json, Ok(Input::Nothing));
+            }
+        }
     }
 }

@@ -34,6 +34,10 @@ const METHODS: [&[u8]; 9] = [
     b"TRACE ",
 ];
 
+/// How many first bytes [`sniff`] peeks at: enough to decide, as the longest
+/// method with its space (`OPTIONS `, `CONNECT `) is 8 bytes.
+const PEEK: usize = 8;
+
 /// How much [`sniff_by_reading`] reads at a time.
 const FIRST_READ: usize = 1024;
 
@@ -56,7 +60,7 @@ pub fn classify(first: &[u8]) -> Option<Kind> {
 /// and says what kind of client this is.
 pub async fn sniff(stream: &TcpStream, silence: Duration) -> Kind {
     let deadline = Instant::now() + silence;
-    let mut first = [0; 8];
+    let mut first = [0; PEEK];
     loop {
         match tokio::time::timeout_at(deadline, stream.peek(&mut first)).await {
             Ok(Ok(0) | Err(_)) => return Kind::Line,
@@ -103,7 +107,7 @@ pub async fn sniff_by_reading<S: AsyncRead + Unpin>(
 /// Looks at what has already arrived without waiting (a no-op waker: the
 /// connection's task registers its own the next time it reads).
 fn peek_now(stream: &TcpStream) -> Option<Kind> {
-    let mut first = [0; 8];
+    let mut first = [0; PEEK];
     let mut filled = ReadBuf::new(&mut first);
     let mut cx = Context::from_waker(Waker::noop());
     match stream.poll_peek(&mut cx, &mut filled) {
@@ -114,6 +118,8 @@ fn peek_now(stream: &TcpStream) -> Option<Kind> {
 
 #[cfg(test)]
 mod tests {
+    use proptest::prelude::*;
+
     use super::*;
 
     #[test]
@@ -131,5 +137,53 @@ mod tests {
         assert_eq!(classify(b"GE"), None);
         assert_eq!(classify(b"OPTIONS"), None);
         assert_eq!(classify(b""), None);
+    }
+
+    proptest! {
+        /// Any bytes: no panic, and a decision that more bytes never change,
+        /// reached within the [`PEEK`] bytes that `sniff` looks at.
+        #[test]
+        fn more_bytes_never_change_a_decision(bytes in first_bytes()) {
+            let mut decided = None;
+            for end in 0..=bytes.len() {
+                let kind = classify(&bytes[..end]);
+                if decided.is_some() {
+                    prop_assert_eq!(kind, decided, "{:?} changed its mind", &bytes[..end]);
+                }
+                if end >= PEEK {
+                    prop_assert!(kind.is_some(), "{:?} undecided", &bytes[..end]);
+                }
+                decided = kind;
+            }
+        }
+
+        /// A request line is HTTP as soon as its method and space are in, and
+        /// undecided before; a ClientHello's first byte is enough.
+        #[test]
+        fn requests_and_hellos_are_told_apart(
+            method in proptest::sample::select(METHODS.to_vec()),
+            rest in proptest::collection::vec(any::<u8>(), 0..32),
+        ) {
+            let request = [method, &rest[..]].concat();
+            for end in 0..=request.len() {
+                let expected = (end >= method.len()).then_some(Kind::Http);
+                prop_assert_eq!(classify(&request[..end]), expected);
+            }
+            prop_assert_eq!(classify(&[&[0x16][..], &rest].concat()), Some(Kind::Tls));
+        }
+    }
+
+    /// Bytes that often start like a method, a ClientHello or a line.
+    fn first_bytes() -> impl Strategy<Value = Vec<u8>> {
+        let start = prop_oneof![
+            proptest::sample::select(METHODS.to_vec()).prop_map(<[u8]>::to_vec),
+            Just(vec![0x16]),
+            Just(Vec::new()),
+        ];
+        // Every prefix is classified too, so cut-short methods are covered.
+        (start, proptest::collection::vec(any::<u8>(), 0..16)).prop_map(|(mut start, rest)| {
+            start.extend(rest);
+            start
+        })
     }
 }

@@ -81,6 +81,8 @@ impl LineFramer {
 
 #[cfg(test)]
 mod tests {
+    use proptest::prelude::*;
+
     use super::*;
 
     fn frames(max: usize, chunks: &[&[u8]]) -> Vec<Frame> {
@@ -128,23 +130,75 @@ mod tests {
         assert_eq!(frames(10, &[b"0123456789\r\n"]), [line("0123456789")]);
     }
 
-    #[test]
-    fn arbitrary_bytes_never_panic() {
-        let mut seed = 0x2545_f491_u32;
-        for _ in 0..2000 {
-            let chunk: Vec<u8> = (0..64)
-                .map(|_| {
-                    seed ^= seed << 13;
-                    seed ^= seed >> 17;
-                    seed ^= seed << 5;
-                    [b'\n', b'\r', b'a', 0xff][(seed % 4) as usize]
-                })
-                .collect();
-            for frame in frames(8, &[&chunk]) {
-                if let Frame::Line(line) = frame {
-                    assert!(line.len() <= 8 && !line.contains(&b'\n'));
+    /// The frames of `stream` by definition: split at each `\n`, drop one `\r`
+    /// before it, a line over `max` is `TooLong`, and a last line without
+    /// newline counts when it is not empty.
+    fn model(max: usize, stream: &[u8]) -> Vec<Frame> {
+        let mut pieces: Vec<&[u8]> = stream.split(|&b| b == b'\n').collect();
+        if pieces.last().is_some_and(|last| last.is_empty()) {
+            pieces.pop();
+        }
+        pieces
+            .into_iter()
+            .map(|piece| {
+                let piece = piece.strip_suffix(b"\r").unwrap_or(piece);
+                if piece.len() > max {
+                    Frame::TooLong
+                } else {
+                    Frame::Line(BytesMut::from(piece))
                 }
+            })
+            .collect()
+    }
+
+    /// Bytes rich in newlines, carriage returns and runs of one byte.
+    fn stream() -> impl Strategy<Value = Vec<u8>> {
+        let byte = prop_oneof![
+            3 => Just(b'\n'),
+            2 => Just(b'\r'),
+            4 => Just(b'a'),
+            1 => any::<u8>(),
+        ];
+        let run = (byte, 1..24_usize).prop_map(|(byte, len)| vec![byte; len]);
+        proptest::collection::vec(run, 0..24).prop_map(|runs| runs.concat())
+    }
+
+    /// `stream` cut at the given points (in any order, repeats allowed).
+    fn split(stream: &[u8], mut cuts: Vec<usize>) -> Vec<&[u8]> {
+        cuts.iter_mut().for_each(|cut| *cut %= stream.len() + 1);
+        cuts.sort_unstable();
+        let mut pieces = Vec::new();
+        let mut from = 0;
+        for cut in cuts.into_iter().chain([stream.len()]) {
+            pieces.push(&stream[from..cut]);
+            from = cut;
+        }
+        pieces
+    }
+
+    proptest! {
+        /// Any bytes in any reads give the frames of the definition: the same
+        /// as one read, each over-long line reported once; and once the
+        /// framer wants more, the buffer holds at most `max + 1` bytes.
+        #[test]
+        fn any_split_gives_the_frames_of_the_whole(
+            max in 0..20_usize,
+            stream in stream(),
+            cuts in proptest::collection::vec(any::<usize>(), 0..8),
+        ) {
+            let mut framer = LineFramer::new(max);
+            let mut buffer = BytesMut::new();
+            let mut out = Vec::new();
+            for piece in split(&stream, cuts) {
+                buffer.extend_from_slice(piece);
+                while let Some(frame) = framer.next(&mut buffer) {
+                    out.push(frame);
+                }
+                prop_assert!(buffer.len() <= max + 1, "{} bytes held", buffer.len());
             }
+            out.extend(framer.finish(&mut buffer));
+            prop_assert!(buffer.is_empty());
+            prop_assert_eq!(out, model(max, &stream));
         }
     }
 }

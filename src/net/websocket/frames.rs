@@ -96,8 +96,9 @@ fn header_size(start: &[u8]) -> Option<usize> {
 
 #[cfg(test)]
 mod tests {
+    use proptest::prelude::*;
     use tokio_tungstenite::tungstenite::protocol::frame::Frame;
-    use tokio_tungstenite::tungstenite::protocol::frame::coding::Data;
+    use tokio_tungstenite::tungstenite::protocol::frame::coding::{Control, Data};
 
     use super::*;
 
@@ -157,5 +158,108 @@ mod tests {
         assert!(!tracker.at_message_boundary());
         tracker.observe(&text(1, true));
         assert!(!tracker.at_message_boundary());
+    }
+
+    /// A frame a client may send: data (text, binary, continuation; final or
+    /// not) of 0 to 70,000 bytes, or a control frame (final, at most 125).
+    fn frame() -> impl Strategy<Value = (OpCode, bool, usize)> {
+        let len = prop_oneof![0..130_usize, 65_530..65_540_usize, Just(70_000)];
+        let data = prop_oneof![Just(Data::Text), Just(Data::Binary), Just(Data::Continue)];
+        let control = prop_oneof![
+            Just(Control::Ping),
+            Just(Control::Pong),
+            Just(Control::Close)
+        ];
+        prop_oneof![
+            3 => (data, any::<bool>(), len).prop_map(|(d, fin, len)| (OpCode::Data(d), fin, len)),
+            1 => (control, 0..126_usize).prop_map(|(c, len)| (OpCode::Control(c), true, len)),
+        ]
+    }
+
+    /// Appends the frame of `len` bytes to `bytes`, as tungstenite writes it.
+    fn encode(
+        opcode: OpCode,
+        is_final: bool,
+        len: usize,
+        mask: Option<[u8; 4]>,
+        bytes: &mut Vec<u8>,
+    ) -> Result<(), TestCaseError> {
+        let header = FrameHeader {
+            is_final,
+            opcode,
+            mask,
+            ..FrameHeader::default()
+        };
+        Frame::from_payload(header, vec![b'x'; len].into())
+            .format(bytes)
+            .map_err(|e| TestCaseError::fail(e.to_string()))
+    }
+
+    /// What `tracker.at_message_boundary()` says after each byte of `bytes`
+    /// handed over one at a time (and before the first).
+    fn byte_by_byte(bytes: &[u8]) -> Vec<bool> {
+        let mut tracker = FrameTracker::default();
+        let mut boundaries = vec![tracker.at_message_boundary()];
+        for byte in bytes {
+            tracker.observe(std::slice::from_ref(byte));
+            boundaries.push(tracker.at_message_boundary());
+        }
+        boundaries
+    }
+
+    proptest! {
+        /// Encoded frames, followed byte by byte: a boundary exactly at the
+        /// end of a frame that leaves no message half received (a control
+        /// frame inside a fragmented message is not one), and nowhere else.
+        #[test]
+        fn boundaries_are_where_whole_messages_end(
+            frames in proptest::collection::vec(frame(), 0..6),
+            masked in any::<bool>(),
+        ) {
+            let mut bytes = Vec::new();
+            let mut expected = vec![true];
+            let mut in_message = false;
+            for (opcode, is_final, len) in frames {
+                let mask = masked.then_some([9, 8, 7, 6]);
+                encode(opcode, is_final, len, mask, &mut bytes)?;
+                if let OpCode::Data(_) = opcode {
+                    in_message = !is_final;
+                }
+                expected.resize(bytes.len(), false);
+                expected.push(!in_message);
+            }
+            prop_assert_eq!(byte_by_byte(&bytes), expected);
+        }
+
+        /// Any bytes (a valid stream with garbage after it), cut anywhere:
+        /// no panic, the same answers as byte by byte at every cut, and
+        /// `passed_boundary` true once for each boundary new bytes reach.
+        #[test]
+        fn any_split_gives_the_answers_of_byte_by_byte(
+            frames in proptest::collection::vec(frame(), 0..3),
+            garbage in proptest::collection::vec(any::<u8>(), 0..64),
+            cuts in proptest::collection::vec(any::<usize>(), 0..8),
+        ) {
+            let mut bytes = Vec::new();
+            for (opcode, is_final, len) in frames {
+                encode(opcode, is_final, len, Some([1, 2, 3, 4]), &mut bytes)?;
+            }
+            bytes.extend(garbage);
+            let reference = byte_by_byte(&bytes);
+            let mut cuts: Vec<usize> = cuts.into_iter().map(|c| c % (bytes.len() + 1)).collect();
+            cuts.push(bytes.len());
+            cuts.sort_unstable();
+            let mut tracker = FrameTracker::default();
+            let (mut from, mut unseen) = (0, false);
+            for cut in cuts {
+                tracker.observe(&bytes[from..cut]);
+                unseen |= cut > from;
+                from = cut;
+                prop_assert_eq!(tracker.at_message_boundary(), reference[cut], "at {}", cut);
+                let passed = unseen && reference[cut];
+                prop_assert_eq!(tracker.passed_boundary(), passed, "at {}", cut);
+                unseen &= !passed;
+            }
+        }
     }
 }

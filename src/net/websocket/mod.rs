@@ -25,6 +25,10 @@ use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
 use crate::error::{Error, Result};
 
+// Public only to the fuzz targets (fuzz/, with the `fuzzing` feature).
+#[cfg(feature = "fuzzing")]
+pub mod frames;
+#[cfg(not(feature = "fuzzing"))]
 mod frames;
 mod scratch_read;
 pub mod socket;
