@@ -81,15 +81,26 @@ fn usage_error(err: &clap::Error) -> ExitCode {
             ExitCode::from(USAGE_ERROR)
         }
         _ => {
-            let rendered = err.to_string();
-            let first_line = rendered
-                .lines()
-                .next()
-                .unwrap_or("error: invalid arguments");
-            eprintln!("{first_line} (see --help)");
+            eprintln!("{} (see --help)", one_line(&err.to_string()));
             ExitCode::from(USAGE_ERROR)
         }
     }
+}
+
+/// clap's error as one line: its first line, and when that ends in `:` (as
+/// in "the following required arguments were not provided:") the indented
+/// lines it introduces, so the line names what is missing.
+fn one_line(rendered: &str) -> String {
+    let mut lines = rendered.lines();
+    let first = lines.next().unwrap_or("error: invalid arguments");
+    if !first.ends_with(':') {
+        return first.to_string();
+    }
+    let listed: Vec<&str> = lines
+        .take_while(|line| line.starts_with("  "))
+        .map(str::trim)
+        .collect();
+    format!("{first} {}", listed.join(", "))
 }
 
 /// Logs to stderr at info level, more with `-v`, or as `RUST_LOG` says.

@@ -188,3 +188,37 @@ fn an_empty_token_is_refused_at_startup() {
         "--token must be a non-empty word without spaces",
     );
 }
+
+#[test]
+fn a_post_cannot_speak_for_someone_connected_without_the_admin_token() {
+    let server = Server::start(&["serve", "--memory", "--admin-token", "root"]);
+    let mut alice = LineClient::named(&server, "alice");
+    let url = server.url("/api/rooms/lobby/messages");
+    let post = |from: &str, text: &str, token: Option<&str>| {
+        let body = format!(r#"{{"from":"{from}","text":"{text}"}}"#);
+        let bearer = token.map(|token| format!("authorization: Bearer {token}"));
+        let mut args = vec!["-X", "POST", "-H", "content-type: application/json"];
+        if let Some(bearer) = &bearer {
+            args.extend(["-H", bearer.as_str()]);
+        }
+        args.extend(["--data-binary", body.as_str(), url.as_str()]);
+        curl(&args)
+    };
+
+    let (status, body) = post("ALICE", "I owe everyone money", None);
+    assert_eq!(status, 409, "{body}");
+    let error: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(error["error"]["code"], "nick_taken", "{body}");
+    assert!(
+        error["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("alice"),
+        "{body}"
+    );
+
+    assert_eq!(post("alice", "relayed by the bridge", Some("root")).0, 201);
+    alice.expect("[#lobby] alice: relayed by the bridge");
+    assert_eq!(post("carol", "nobody has this nick", None).0, 201);
+    alice.expect("[#lobby] carol: nobody has this nick");
+}

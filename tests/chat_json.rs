@@ -163,6 +163,10 @@ fn malformed_json_gets_an_error_and_nothing_else() {
             "not_in_room",
         ),
         (r#"{"type":"say","room":"lobby","text":""}"#, "empty_text"),
+        (
+            r#"{"type":"say","room":"lobby","text":" \n "}"#,
+            "empty_text",
+        ),
         (r#"{"type":"dm","to":"ghost","text":"x"}"#, "no_such_nick"),
     ] {
         client.client.send(input);

@@ -322,3 +322,18 @@ fn a_client_that_never_reads_is_dropped_and_the_room_goes_on() {
     listener.expect("[#lobby] talker: after");
     drop(stalled);
 }
+
+#[test]
+fn blank_lines_history_counts_and_empty_rooms_read_as_english() {
+    let server = Server::start(&["serve", "--memory"]);
+    let mut alice = LineClient::named(&server, "alice");
+    alice.send("   \t ");
+    alice.expect("! empty message");
+    alice.send("only one");
+    alice.expect("[#lobby] alice: only one");
+    alice.send("/history");
+    alice.expect("* history of #lobby: 1 message");
+    alice.expect("[#lobby] alice: only one");
+    alice.send("/who #nosuch");
+    alice.expect("* #nosuch (0): nobody");
+}

@@ -106,6 +106,55 @@ fn every_http_endpoint_answers_as_the_spec_says() {
     }
 }
 
+/// The families of a `/metrics` scrape, in the order listed.
+fn metric_families(scrape: &str) -> Vec<String> {
+    scrape
+        .lines()
+        .filter_map(|line| line.strip_prefix("# TYPE "))
+        .map(|rest| rest.split(' ').next().unwrap_or_default().to_string())
+        .collect()
+}
+
+#[test]
+fn metrics_are_described_sorted_and_count_http_requests() {
+    let server = Server::start(&["serve", "--memory"]);
+    let mut alice = LineClient::named(&server, "alice");
+    alice.send("hello");
+    alice.expect("[#lobby] alice: hello");
+    assert_eq!(
+        post(&server, "lobby", r#"{"from":"bot","text":"hi"}"#).0,
+        201
+    );
+    assert_eq!(curl(&[&server.url("/nowhere")]).0, 404);
+
+    let (status, first) = curl(&[&server.url("/metrics")]);
+    assert_eq!(status, 200);
+    let (_, second) = curl(&[&server.url("/metrics")]);
+    let families = metric_families(&first);
+    let mut in_order = families.clone();
+    in_order.sort();
+    assert_eq!(families, in_order, "families out of order:\n{first}");
+    assert_eq!(families, metric_families(&second));
+    for line in [
+        "# HELP switchboard_messages_total Room messages delivered by this node.",
+        "# HELP switchboard_connections Open line and WebSocket connections, by transport.",
+        "switchboard_http_requests_total{route=\"/api/rooms/{room}/messages\",method=\"POST\",status=\"201\"} 1",
+        "switchboard_http_requests_total{route=\"unmatched\",method=\"GET\",status=\"404\"} 1",
+    ] {
+        assert!(
+            first.lines().any(|l| l == line),
+            "{line} missing from:\n{first}"
+        );
+    }
+    // The first scrape is counted by the time the second one is rendered.
+    assert!(
+        second.contains(
+            "switchboard_http_requests_total{route=\"/metrics\",method=\"GET\",status=\"200\"} 1"
+        ),
+        "{second}"
+    );
+}
+
 #[test]
 fn http_errors_are_json_with_the_right_status() {
     let server = Server::start(&["serve", "--max-body", "1024"]);
@@ -143,6 +192,10 @@ fn http_errors_are_json_with_the_right_status() {
         ),
         (
             post(&server, "lobby", r#"{"from":"x","text":""}"#),
+            (400, "empty_text"),
+        ),
+        (
+            post(&server, "lobby", r#"{"from":"x","text":"  "}"#),
             (400, "empty_text"),
         ),
         (

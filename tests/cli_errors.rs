@@ -141,3 +141,11 @@ fn a_server_that_closes_without_replying() {
         &format!("{addr} closed the connection without replying"),
     );
 }
+
+#[test]
+fn a_missing_argument_is_named() {
+    let output = run_switchboard(&["send"], b"");
+    assert_one_line_error(&output, "were not provided: <ADDR> (see --help)");
+    let output = run_switchboard(&["serve", "--tls-cert", "x.pem"], b"");
+    assert_one_line_error(&output, "were not provided: --tls-key <FILE> (see --help)");
+}

@@ -65,6 +65,11 @@ impl Access {
         self.client.is_some()
     }
 
+    /// Whether `offered` is the admin token (false when there is none).
+    pub fn is_admin(&self, offered: Option<&str>) -> bool {
+        matches!((&self.admin, offered), (Some(admin), Some(offered)) if admin.matches(offered))
+    }
+
     /// Decides whether `offered` is enough for `need`.
     ///
     /// # Errors

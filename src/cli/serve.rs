@@ -21,11 +21,11 @@ use switchboard::net::listener;
 use switchboard::net::shutdown::{StopSignals, run_until_signalled};
 use switchboard::net::tls::{self, Identity};
 use switchboard::server::{self, ServeOptions};
-use switchboard::transport::Counters;
 use switchboard::transport::connection::{FirstLine, Lifecycle};
 use switchboard::transport::http::HttpConfig;
 use switchboard::transport::line::LineConfig;
 use switchboard::transport::ws::WsConfig;
+use switchboard::transport::{Counters, prometheus};
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 
@@ -112,6 +112,7 @@ fn serve_options(args: &ServeArgs) -> anyhow::Result<ServeOptions> {
         .install_recorder()
         .map_err(|err| tracing::warn!("metrics are off: {err}"))
         .ok();
+    prometheus::describe();
     let idle_timeout = Duration::from_secs(args.idle_timeout.max(1));
     let default_room = RoomName::parse("lobby").expect("a valid room name");
     let limits = Limits {

@@ -484,6 +484,17 @@ impl Hub {
         Ok(())
     }
 
+    /// The nick as its live holder spells it, on any node, if someone has it.
+    ///
+    /// # Errors
+    /// [`HubError::Cluster`] when the cluster cannot be asked.
+    pub async fn holder(&self, nick: &Nick) -> Result<Option<Nick>, HubError> {
+        match &self.inner.cluster {
+            None => Ok(self.inner.registry.holder(nick)),
+            Some(cluster) => cluster.owner(nick).await.map_err(HubError::Cluster),
+        }
+    }
+
     /// The nicks in `room` on every node, sorted (empty for a room nobody is in).
     ///
     /// # Errors

@@ -371,6 +371,13 @@ impl Registry {
         }
     }
 
+    /// The nick as its holder on this node spells it, if a connection here has it.
+    pub fn holder(&self, nick: &Nick) -> Option<Nick> {
+        let state = self.state();
+        let owner = state.nicks.get(&nick.key())?;
+        state.conns.get(owner).map(|conn| conn.nick.clone())
+    }
+
     /// Every connection of this node, its nick and its rooms.
     pub fn snapshot(&self) -> Snapshot {
         let state = self.state();

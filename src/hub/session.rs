@@ -456,9 +456,9 @@ impl Session {
         }
     }
 
-    /// Refuses empty and over-long texts.
+    /// Refuses empty (or only white space) and over-long texts.
     fn check_text(&self, text: &str, reference: &Reference) -> Result<(), Event> {
-        if text.is_empty() {
+        if text.trim().is_empty() {
             return Err(Event::error(
                 ErrorCode::EmptyText,
                 "empty message",

@@ -146,14 +146,19 @@ pub fn encode(event: &Event) -> Bytes {
             let _ = writeln!(out, "* {old} is now known as {new}");
         }
         Event::History { room, messages, .. } => {
-            let _ = writeln!(out, "* history of {room}: {} messages", messages.len());
+            let count = messages.len();
+            let noun = if count == 1 { "message" } else { "messages" };
+            let _ = writeln!(out, "* history of {room}: {count} {noun}");
             for m in messages {
                 let _ = writeln!(out, "[{}] {}: {}", m.room, m.from, printable(&m.text));
             }
         }
         Event::Who { room, nicks, .. } => {
             let names: Vec<&str> = nicks.iter().map(|n| n.as_str()).collect();
-            let _ = writeln!(out, "* {room} ({}): {}", nicks.len(), names.join(", "));
+            let _ = match names.as_slice() {
+                [] => writeln!(out, "* {room} (0): nobody"),
+                _ => writeln!(out, "* {room} ({}): {}", names.len(), names.join(", ")),
+            };
         }
         Event::Rooms(rooms) if rooms.is_empty() => out.push_str("* no rooms\n"),
         Event::Rooms(rooms) => {
@@ -304,6 +309,39 @@ mod tests {
             nick: None,
         };
         assert!(encode(&ack).is_empty());
+    }
+
+    #[test]
+    fn history_and_who_read_as_english_with_one_or_none() {
+        let room = RoomName::parse("lobby").unwrap();
+        let message = Arc::new(ChatMessage {
+            room: room.clone(),
+            id: 1,
+            from: Nick::parse("alice").unwrap(),
+            text: "hi".into(),
+            ts: SystemTime::UNIX_EPOCH,
+        });
+        let history = |messages| Event::History {
+            room: room.clone(),
+            messages,
+            reference: None,
+        };
+        assert_eq!(
+            encode(&history(vec![Arc::clone(&message)])),
+            "* history of #lobby: 1 message\n[#lobby] alice: hi\n"
+        );
+        assert_eq!(
+            encode(&history(Vec::new())),
+            "* history of #lobby: 0 messages\n"
+        );
+        let who = |nicks| Event::Who {
+            room: room.clone(),
+            nicks,
+            reference: None,
+        };
+        assert_eq!(encode(&who(Vec::new())), "* #lobby (0): nobody\n");
+        let nicks = vec![Nick::parse("alice").unwrap(), Nick::parse("bob").unwrap()];
+        assert_eq!(encode(&who(nicks)), "* #lobby (2): alice, bob\n");
     }
 
     /// `/word` in any mix of cases, one of `words` (a command and its aliases).

@@ -18,8 +18,8 @@ use axum::Json;
 use axum::Router;
 use axum::body::Body;
 use axum::extract::rejection::{JsonRejection, QueryRejection};
-use axum::extract::{DefaultBodyLimit, Extension, Path, Query, Request, State};
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::extract::{DefaultBodyLimit, Extension, MatchedPath, Path, Query, Request, State};
+use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
@@ -46,6 +46,7 @@ use crate::net::websocket::{
 };
 use crate::protocol::json::message;
 use crate::transport::diary;
+use crate::transport::prometheus;
 use crate::transport::ws::{self, JoinQuery, WsConfig};
 
 /// The browser chat page, built into the binary.
@@ -116,7 +117,34 @@ pub fn router(state: AppState, config: &HttpConfig) -> Router {
             Arc::clone(&state.access),
             require_token,
         ))
+        .layer(middleware::from_fn(count_request))
         .with_state(state)
+}
+
+/// Counts every answered request in `switchboard_http_requests_total` by
+/// route (the path pattern, so rooms do not multiply the series), method
+/// and status.
+async fn count_request(request: Request, next: Next) -> Response {
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |path| path.as_str().to_owned());
+    let method: &'static str = match *request.method() {
+        Method::GET => "GET",
+        Method::HEAD => "HEAD",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::PATCH => "PATCH",
+        Method::OPTIONS => "OPTIONS",
+        _ => "other",
+    };
+    let response = next.run(request).await;
+    let status = response.status().as_str().to_owned();
+    metrics::counter!("switchboard_http_requests_total",
+        "route" => route, "method" => method, "status" => status)
+    .increment(1);
+    response
 }
 
 /// Serves HTTP (and WebSocket upgrades) on one accepted connection, which
@@ -307,7 +335,7 @@ async fn metrics(State(state): State<AppState>) -> Response {
             "metrics are not recorded",
         );
     };
-    let mut response = handle.render().into_response();
+    let mut response = prometheus::sorted(&handle.render()).into_response();
     response.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
@@ -382,9 +410,13 @@ struct PostBody {
 }
 
 /// `POST /api/rooms/{room}/messages`: `201 {"id": ID}`, delivered to live members.
+///
+/// The sender may not be a live user's nick (on any node) unless the request
+/// carries the admin token: docs/PROTOCOL.md 5.3.
 async fn post_message(
     State(state): State<AppState>,
     Path(room): Path<String>,
+    headers: header::HeaderMap,
     body: std::result::Result<Json<PostBody>, JsonRejection>,
 ) -> Response {
     let room = match RoomName::parse(&room) {
@@ -399,13 +431,29 @@ async fn post_message(
         Ok(from) => from,
         Err(err) => return api_error(StatusCode::BAD_REQUEST, "invalid_nick", err.to_string()),
     };
-    if body.text.is_empty() {
+    if body.text.trim().is_empty() {
         return api_error(StatusCode::BAD_REQUEST, "empty_text", "empty message");
+    }
+    if !state.access.is_admin(auth::bearer(&headers)) {
+        match state.hub.holder(&from).await {
+            Ok(None) => {}
+            Ok(Some(holder)) => return impersonation(&holder),
+            Err(err) => return log_unavailable(&err),
+        }
     }
     match state.hub.post(&room, from, &body.text).await {
         Ok(id) => (StatusCode::CREATED, Json(json!({"id": id}))).into_response(),
         Err(err) => log_unavailable(&err),
     }
+}
+
+/// 409 for a post in the name of someone who is connected.
+fn impersonation(holder: &Nick) -> Response {
+    api_error(
+        StatusCode::CONFLICT,
+        ErrorCode::NickTaken.as_str(),
+        format!("{holder} is connected: post under another name (or with the admin token)"),
+    )
 }
 
 /// 503 for a message the log did not store, or history it could not read:
