@@ -63,8 +63,9 @@ pub struct ServeArgs {
     #[arg(long, default_value_t = 8192, value_name = "BYTES")]
     pub max_line: usize,
 
-    /// Messages a connection may send per second on average; 0 turns the
-    /// limit off (for benchmarks).
+    /// Messages a connection may send per second on average, and HTTP posts
+    /// per client address (IPv6 per /64); 0 turns the limit off (for
+    /// benchmarks).
     #[arg(long, default_value_t = 20.0)]
     pub rate: f64,
 

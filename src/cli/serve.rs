@@ -152,6 +152,7 @@ fn serve_options(args: &ServeArgs) -> anyhow::Result<ServeOptions> {
         },
         http: HttpConfig {
             max_body: args.max_body,
+            posts: limits,
         },
         max_connections: args.max_connections,
         access: Access {

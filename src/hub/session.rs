@@ -458,22 +458,23 @@ impl Session {
 
     /// Refuses empty and over-long texts.
     fn check_text(&self, text: &str, reference: &Reference) -> Result<(), Event> {
-        if text.is_empty() {
-            return Err(Event::error(
-                ErrorCode::EmptyText,
-                "empty message",
-                reference.clone(),
-            ));
+        match refuse_text(text, self.max_text) {
+            Some((code, message)) => Err(Event::error(code, message, reference.clone())),
+            None => Ok(()),
         }
-        if text.len() > self.max_text {
-            return Err(Event::error(
-                ErrorCode::TooLong,
-                format!("message too long (limit {} bytes)", self.max_text),
-                reference.clone(),
-            ));
-        }
-        Ok(())
     }
+}
+
+/// Why `text` cannot be said, when it cannot (docs/PROTOCOL.md 5.5): it is
+/// empty, or longer than `max_text` bytes. Every transport asks this.
+pub fn refuse_text(text: &str, max_text: usize) -> Option<(ErrorCode, String)> {
+    if text.is_empty() {
+        return Some((ErrorCode::EmptyText, "empty message".into()));
+    }
+    (text.len() > max_text).then(|| {
+        let message = format!("message too long (limit {max_text} bytes)");
+        (ErrorCode::TooLong, message)
+    })
 }
 
 /// The error telling a client that messages it asked to replay are no

@@ -25,7 +25,7 @@ use crate::auth::Access;
 use crate::error::Result;
 use crate::hub::Hub;
 use crate::net::accept::{self, Peer};
-use crate::transport::http::{self, AppState, HttpConfig};
+use crate::transport::http::{self, AppState, HttpConfig, Posting};
 use crate::transport::line::{self, Admission, LineConfig};
 use crate::transport::ws::WsConfig;
 use sniff::Kind;
@@ -76,6 +76,7 @@ pub async fn run(
             sessions: sessions.clone(),
             access: Arc::clone(&access),
             shutdown: shutdown.clone(),
+            posting: Arc::new(Posting::new(&options.http)),
         },
         &options.http,
     );
