@@ -86,6 +86,12 @@ pub struct ServeArgs {
     #[arg(long, default_value_t = 1024)]
     pub queue: usize,
 
+    /// The most rooms at once: a join or post that would make one more is
+    /// refused (with --memory, the memberless room idle longest is forgotten
+    /// instead, history and all).
+    #[arg(long, default_value_t = 10_000, value_name = "N")]
+    pub max_rooms: usize,
+
     /// Rooms larger than this get no join/part notices.
     #[arg(long, default_value_t = 100)]
     pub presence_limit: usize,
@@ -159,6 +165,12 @@ pub struct ServeArgs {
     /// 10,000 with --memory].
     #[arg(long, value_name = "N")]
     pub keep_messages: Option<u64>,
+
+    /// With --memory: keep at most this many bytes of messages per room
+    /// (text and sender, plus about 128 bytes each), the oldest dropped
+    /// first [default: 16 MiB].
+    #[arg(long, value_name = "BYTES", requires = "memory")]
+    pub keep_bytes: Option<usize>,
 
     /// Delete messages older than this many days (fractions allowed).
     #[arg(long, value_name = "DAYS")]

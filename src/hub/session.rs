@@ -524,6 +524,7 @@ fn hub_error(error: HubError, reference: &Reference) -> Event {
         HubError::NoSuchNick(_) => ErrorCode::NoSuchNick,
         HubError::Log(_) | HubError::Cluster(_) => ErrorCode::Unavailable,
         HubError::Reserved(_) => ErrorCode::InvalidNick,
+        HubError::TooManyRooms(_) => ErrorCode::TooManyRooms,
         HubError::Gone => ErrorCode::Internal,
     };
     Event::error(code, error.to_string(), reference.clone())

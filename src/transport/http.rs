@@ -453,6 +453,11 @@ async fn post_message(
     }
     match state.hub.post(&room, from, &body.text).await {
         Ok(id) => (StatusCode::CREATED, Json(json!({"id": id}))).into_response(),
+        Err(err @ HubError::TooManyRooms(_)) => api_error(
+            StatusCode::CONFLICT,
+            ErrorCode::TooManyRooms.as_str(),
+            err.to_string(),
+        ),
         Err(err) => log_unavailable(&err),
     }
 }
