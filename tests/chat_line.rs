@@ -63,7 +63,7 @@ fn a_conversation_between_three_nc_clients() {
     alice.send("/who #lobby");
     alice.expect("* #lobby (2): alice, carol");
     alice.send("/history 2");
-    alice.expect("* history of #lobby: 1 messages");
+    alice.expect("* history of #lobby: 1 message");
     alice.expect("[#lobby] alice: Hi");
 }
 

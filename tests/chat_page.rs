@@ -23,9 +23,13 @@ const SCREENSHOTS: [&str; 4] = [
 
 #[test]
 fn people_chat_in_the_browser_with_nc_and_the_diary_shows_them_come_and_go() {
+    // The script seeds a room with 120 posts from one address at once: a
+    // burst over the default 50 that posts are held to per address.
     let server = Server::start(&[
         "serve",
         "--memory",
+        "--burst",
+        "200",
         "--token",
         "page-token",
         "--admin-token",

@@ -4,6 +4,7 @@
 mod util;
 
 mod bench;
+mod bounds;
 mod chat_auth;
 mod chat_cluster;
 mod chat_diary;

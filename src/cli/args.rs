@@ -63,8 +63,9 @@ pub struct ServeArgs {
     #[arg(long, default_value_t = 8192, value_name = "BYTES")]
     pub max_line: usize,
 
-    /// Messages a connection may send per second on average; 0 turns the
-    /// limit off (for benchmarks).
+    /// Messages a connection may send per second on average, and HTTP posts
+    /// per client address (IPv6 per /64); 0 turns the limit off (for
+    /// benchmarks).
     #[arg(long, default_value_t = 20.0)]
     pub rate: f64,
 
@@ -84,6 +85,12 @@ pub struct ServeArgs {
     /// Events queued per connection before it is disconnected as too slow.
     #[arg(long, default_value_t = 1024)]
     pub queue: usize,
+
+    /// The most rooms at once: a join or post that would make one more is
+    /// refused (with --memory, the memberless room idle longest is forgotten
+    /// instead, history and all).
+    #[arg(long, default_value_t = 10_000, value_name = "N")]
+    pub max_rooms: usize,
 
     /// Rooms larger than this get no join/part notices.
     #[arg(long, default_value_t = 100)]
@@ -158,6 +165,12 @@ pub struct ServeArgs {
     /// 10,000 with --memory].
     #[arg(long, value_name = "N")]
     pub keep_messages: Option<u64>,
+
+    /// With --memory: keep at most this many bytes of messages per room
+    /// (text and sender, plus about 128 bytes each), the oldest dropped
+    /// first [default: 16 MiB].
+    #[arg(long, value_name = "BYTES", requires = "memory")]
+    pub keep_bytes: Option<usize>,
 
     /// Delete messages older than this many days (fractions allowed).
     #[arg(long, value_name = "DAYS")]

@@ -11,7 +11,7 @@ use switchboard::cluster::Directory;
 use switchboard::cluster::redis::RedisDirectory;
 use switchboard::hub::session::Limits;
 use switchboard::hub::{Hub, HubConfig};
-use switchboard::log::memory::MemoryLog;
+use switchboard::log::memory::{DEFAULT_KEEP_BYTES, MemoryLog};
 use switchboard::log::redis::{RedisLog, RedisOptions};
 use switchboard::log::sqlite::{Durability, SqliteLog, SqliteOptions};
 use switchboard::log::{MessageLog, Retention};
@@ -50,6 +50,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         presence_limit: args.presence_limit,
         queue: args.queue,
         node: node.into(),
+        max_rooms: args.max_rooms,
     };
     let hub = Hub::open(log, cluster, hub_config).await?;
     let signals = StopSignals::catch();
@@ -87,8 +88,8 @@ fn serve_options(args: &ServeArgs) -> anyhow::Result<ServeOptions> {
     if args.rate.is_nan() || args.rate < 0.0 {
         bail!("--rate must be 0 (no limit) or a positive number of messages per second");
     }
-    if args.burst == 0 || args.queue == 0 || args.max_connections == 0 {
-        bail!("--burst, --queue and --max-connections must be positive");
+    if args.burst == 0 || args.queue == 0 || args.max_connections == 0 || args.max_rooms == 0 {
+        bail!("--burst, --queue, --max-connections and --max-rooms must be positive");
     }
     if args.silent_timeout == 0 {
         bail!("--silent-timeout must be at least 1 second");
@@ -153,6 +154,7 @@ fn serve_options(args: &ServeArgs) -> anyhow::Result<ServeOptions> {
         },
         http: HttpConfig {
             max_body: args.max_body,
+            posts: limits,
         },
         max_connections: args.max_connections,
         access: Access {
@@ -178,6 +180,9 @@ fn retention(args: &ServeArgs) -> anyhow::Result<Retention> {
     };
     if args.keep_messages == Some(0) {
         bail!("--keep-messages must be at least 1");
+    }
+    if args.keep_bytes == Some(0) {
+        bail!("--keep-bytes must be at least 1");
     }
     Ok(Retention {
         keep_messages: args.keep_messages,
@@ -206,7 +211,9 @@ async fn open_stores(
         return Ok((Arc::new(log), Some(Arc::new(directory))));
     }
     if args.memory {
-        return Ok((Arc::new(MemoryLog::new(retention)), None));
+        let keep_bytes = args.keep_bytes.unwrap_or(DEFAULT_KEEP_BYTES);
+        let log = MemoryLog::new(retention).keep_bytes(keep_bytes);
+        return Ok((Arc::new(log), None));
     }
     ignore_file_size_signal();
     let sync = match args.sync {

@@ -130,6 +130,8 @@ pub enum ErrorCode {
     EmptyText,
     /// A token is required first.
     Unauthorized,
+    /// A new room would pass `--max-rooms`.
+    TooManyRooms,
     /// Messages a replay asked for are no longer stored (retention deleted
     /// them, or the store lost its data).
     HistoryLost,
@@ -159,6 +161,7 @@ impl ErrorCode {
             Self::NotUtf8 => "not_utf8",
             Self::EmptyText => "empty_text",
             Self::Unauthorized => "unauthorized",
+            Self::TooManyRooms => "too_many_rooms",
             Self::HistoryLost => "history_lost",
             Self::Unavailable => "unavailable",
             Self::Internal => "internal",

@@ -27,7 +27,7 @@ use crate::cluster::{Directory, DirectoryError, Member, Notices, Snapshot};
 use crate::log::{Committed, Deliver, Draft, LogError, MessageLog, Query};
 use crate::model::{ChatMessage, DirectMessage, Nick, RoomName};
 use queue::Inbox;
-use registry::Registry;
+use registry::{Evicted, Registry};
 
 /// A connection's number inside the hub.
 pub type ConnId = u64;
@@ -155,6 +155,9 @@ pub enum DiaryChange {
     Closed(DiaryEntry),
 }
 
+/// How many rooms may exist at once when `--max-rooms` is not given.
+pub const DEFAULT_MAX_ROOMS: usize = 10_000;
+
 /// Tunable hub behaviour.
 #[derive(Clone, Debug)]
 pub struct HubConfig {
@@ -164,6 +167,8 @@ pub struct HubConfig {
     pub queue: usize,
     /// This node's name (`--node-name`), in the diary.
     pub node: Arc<str>,
+    /// The most rooms at once (`--max-rooms`, docs/PROTOCOL.md 5.5).
+    pub max_rooms: usize,
 }
 
 impl Default for HubConfig {
@@ -172,6 +177,7 @@ impl Default for HubConfig {
             presence_limit: 100,
             queue: 1024,
             node: "localhost".into(),
+            max_rooms: DEFAULT_MAX_ROOMS,
         }
     }
 }
@@ -200,6 +206,9 @@ pub enum HubError {
     /// The other nodes could not be asked.
     #[error(transparent)]
     Cluster(DirectoryError),
+    /// A new room would pass `--max-rooms` (docs/PROTOCOL.md 5.5).
+    #[error("too many rooms (limit {0}): join one that exists")]
+    TooManyRooms(usize),
 }
 
 /// What a transport holds for one registered connection.
@@ -251,7 +260,7 @@ impl Hub {
         config: HubConfig,
     ) -> Result<Self, LogError> {
         let rooms = log.rooms().await?;
-        let registry = Arc::new(Registry::new(config, rooms));
+        let registry = Arc::new(Registry::new(config, rooms, log.forgets_rooms()));
         log.attach(Arc::clone(&registry) as Arc<dyn Deliver>);
         if let Some(cluster) = &cluster {
             let snapshot = Arc::clone(&registry);
@@ -378,12 +387,15 @@ impl Hub {
         Ok(old)
     }
 
-    /// Adds a connection to a room and tells the other members.
+    /// Adds a connection to a room (made if it is new) and tells the other
+    /// members.
     ///
     /// # Errors
-    /// [`HubError::Gone`] when the connection has left.
+    /// [`HubError::Gone`] when the connection has left,
+    /// [`HubError::TooManyRooms`] when a new room would pass the bound.
     pub fn join(&self, id: ConnId, room: &RoomName) -> Result<Joined, HubError> {
-        let joined = self.inner.registry.join(id, room)?;
+        let (joined, evicted) = self.inner.registry.join(id, room)?;
+        self.forget(evicted);
         if let Some(cluster) = &self.inner.cluster
             && !joined.already_member
         {
@@ -412,15 +424,35 @@ impl Hub {
     /// [`HubError::NotInRoom`], or [`HubError::Log`] when it was not stored.
     pub async fn say(&self, id: ConnId, room: &RoomName, text: &str) -> Result<u64, HubError> {
         let from = self.inner.registry.member_nick(id, room)?;
-        self.post(room, from, text).await
+        self.append(room, from, text).await
     }
 
-    /// Says `text` in `room` as `from` without being connected (HTTP `POST`);
-    /// returns the id once the message is committed and delivered.
+    /// Says `text` in `room` as `from` without being connected (HTTP `POST`),
+    /// making the room if it is new; returns the id once the message is
+    /// committed and delivered.
     ///
     /// # Errors
+    /// [`HubError::TooManyRooms`] when a new room would pass the bound,
     /// [`HubError::Log`] when it was not stored.
     pub async fn post(&self, room: &RoomName, from: Nick, text: &str) -> Result<u64, HubError> {
+        let evicted = self.inner.registry.reserve(room)?;
+        self.forget(evicted);
+        let posted = self.append(room, from, text).await;
+        if posted.is_err() {
+            self.inner.registry.release(room);
+        }
+        posted
+    }
+
+    /// Lets the log forget the history of a room the registry evicted.
+    fn forget(&self, evicted: Option<Evicted>) {
+        if let Some(Evicted { room, last_id }) = evicted {
+            self.inner.log.forget(&room, last_id);
+        }
+    }
+
+    /// Hands a room message to the log; its id once committed and delivered.
+    async fn append(&self, room: &RoomName, from: Nick, text: &str) -> Result<u64, HubError> {
         let draft = Draft::Room {
             room: room.clone(),
             from,

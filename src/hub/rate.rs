@@ -24,8 +24,7 @@ impl TokenBucket {
 
     /// Takes one token if there is one; `false` means the event is over the limit.
     pub fn try_take(&mut self, now: Instant) -> bool {
-        let elapsed = now.saturating_duration_since(self.refilled_at);
-        self.tokens = (self.tokens + elapsed.as_secs_f64() * self.rate).min(self.burst);
+        self.tokens = self.level(now);
         self.refilled_at = now;
         if self.tokens >= 1.0 {
             self.tokens -= 1.0;
@@ -33,6 +32,18 @@ impl TokenBucket {
         } else {
             false
         }
+    }
+
+    /// The tokens the bucket holds at `now`, refilled since it was last used.
+    pub fn level(&self, now: Instant) -> f64 {
+        let elapsed = now.saturating_duration_since(self.refilled_at);
+        (self.tokens + elapsed.as_secs_f64() * self.rate).min(self.burst)
+    }
+
+    /// Whether the bucket has refilled to its burst by `now`: it is then no
+    /// different from a new one, and can be forgotten.
+    pub fn is_full(&self, now: Instant) -> bool {
+        self.level(now) >= self.burst
     }
 
     /// How long until the next token, when there is none now.
@@ -62,5 +73,16 @@ mod tests {
         let much_later = start + Duration::from_secs(3600);
         assert_eq!((0..10).filter(|_| bucket.try_take(much_later)).count(), 5);
         assert!(bucket.wait() > Duration::ZERO);
+    }
+
+    #[test]
+    fn is_full_once_refilled_to_the_burst() {
+        let start = Instant::now();
+        let mut bucket = TokenBucket::new(10.0, 5, start);
+        assert!(bucket.is_full(start));
+        assert!(bucket.try_take(start));
+        assert!(!bucket.is_full(start));
+        assert!(!bucket.is_full(start + Duration::from_millis(50)));
+        assert!(bucket.is_full(start + Duration::from_millis(100)));
     }
 }

@@ -37,11 +37,25 @@ pub struct Left {
     pub rooms: Vec<RoomName>,
 }
 
-/// A room: its members here, and the last id delivered in it.
+/// A room: its members here, the last id delivered in it, and when it was
+/// last used.
 #[derive(Debug, Default)]
 struct Room {
     members: HashSet<ConnId>,
     last_id: u64,
+    /// The [`State::tick`] of its last message, or of its last member
+    /// leaving: the room idle longest has the lowest.
+    used: u64,
+}
+
+/// A room the registry forgot to make way for a new one under `--max-rooms`:
+/// the log may forget its history ([`crate::log::MessageLog::forget`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Evicted {
+    /// The room.
+    pub room: RoomName,
+    /// The last id delivered in it.
+    pub last_id: u64,
 }
 
 /// How many diary changes a watcher may fall behind before it is told it
@@ -168,8 +182,10 @@ struct State {
     visitors: HashMap<ConnId, Visitor>,
     nicks: HashMap<Arc<str>, ConnId>,
     /// Rooms with members or history: a room with history stays listed
-    /// after its last member leaves.
+    /// after its last member leaves (until evicted, when the log allows).
     rooms: HashMap<RoomName, Room>,
+    /// Counts room activity, to tell which room has been idle longest.
+    tick: u64,
     next_conn: ConnId,
     next_guest: u64,
     /// Set by [`Registry::stop`]: connections registering later are kicked at once.
@@ -181,18 +197,30 @@ struct State {
 pub struct Registry {
     state: Mutex<State>,
     config: HubConfig,
+    /// Whether a memberless room may be evicted, history and all, to make
+    /// way for a new one (the log keeps history in memory only).
+    evicts: bool,
     /// Connections opening and closing, for live diaries.
     diary: broadcast::Sender<Arc<DiaryChange>>,
 }
 
 impl Registry {
-    /// An empty registry that knows the rooms the log holds history for.
-    pub fn new(config: HubConfig, rooms: Vec<RoomLog>) -> Self {
+    /// An empty registry that knows the rooms the log holds history for;
+    /// `evicts` lets it forget memberless rooms when `--max-rooms` is reached.
+    pub fn new(config: HubConfig, rooms: Vec<RoomLog>, evicts: bool) -> Self {
         let rooms = rooms
             .into_iter()
             .map(|RoomLog { room, last_id }| {
                 let members = HashSet::new();
-                (room, Room { members, last_id })
+                let used = 0;
+                (
+                    room,
+                    Room {
+                        members,
+                        last_id,
+                        used,
+                    },
+                )
             })
             .collect();
         Self {
@@ -201,6 +229,7 @@ impl Registry {
                 ..State::default()
             }),
             config,
+            evicts,
             diary: broadcast::Sender::new(DIARY_BACKLOG),
         }
     }
@@ -436,17 +465,23 @@ impl Registry {
         Ok((old, rooms))
     }
 
-    /// Adds a connection to a room (created on first join) and tells the
-    /// other members. The last id delivered in the room is read under the
-    /// same lock that makes the connection a member: every later message
-    /// reaches it live, every earlier one is history.
+    /// Adds a connection to a room (created on first join, see
+    /// [`Self::reserve`]) and tells the other members. The last id delivered
+    /// in the room is read under the same lock that makes the connection a
+    /// member: every later message reaches it live, every earlier one is
+    /// history. Also returns the room evicted to make way, if any.
     ///
     /// # Errors
-    /// [`HubError::Gone`] when the connection has left.
-    pub fn join(&self, id: ConnId, room: &RoomName) -> Result<Joined, HubError> {
+    /// [`HubError::Gone`] when the connection has left,
+    /// [`HubError::TooManyRooms`] when a new room would pass the bound.
+    pub fn join(&self, id: ConnId, room: &RoomName) -> Result<(Joined, Option<Evicted>), HubError> {
         let mut wakeups = Wakeups::default();
         let mut state = self.state();
         let state = &mut *state;
+        if !state.conns.contains_key(&id) {
+            return Err(HubError::Gone);
+        }
+        let evicted = self.make_room(state, room)?;
         let conn = state.conns.get_mut(&id).ok_or(HubError::Gone)?;
         let nick = conn.nick.clone();
         let already_member = !conn.rooms.insert(room.clone());
@@ -465,7 +500,78 @@ impl Registry {
             let others = entry.members.iter().copied().filter(|m| *m != id);
             queue_to(&state.conns, others, &event, &mut wakeups);
         }
-        Ok(joined)
+        Ok((joined, evicted))
+    }
+
+    /// Makes sure `room` exists before a message is posted to it without a
+    /// member (HTTP): a new room counts against `--max-rooms` from now on.
+    /// Returns the room evicted to make way, if any.
+    ///
+    /// # Errors
+    /// [`HubError::TooManyRooms`] when a new room would pass the bound.
+    pub fn reserve(&self, room: &RoomName) -> Result<Option<Evicted>, HubError> {
+        self.make_room(&mut self.state(), room)
+    }
+
+    /// Forgets `room` again if nothing came of [`Self::reserve`]: it has
+    /// neither members nor history.
+    pub fn release(&self, room: &RoomName) {
+        let mut state = self.state();
+        if state
+            .rooms
+            .get(room)
+            .is_some_and(|r| r.members.is_empty() && r.last_id == 0)
+        {
+            state.rooms.remove(room);
+        }
+    }
+
+    /// Makes `room` unless it exists. At `--max-rooms` rooms, a new one takes
+    /// the place of the memberless room idle longest when the registry
+    /// evicts (returned, for the log to forget), and is refused otherwise.
+    /// The search for it runs only at the bound.
+    fn make_room(&self, state: &mut State, room: &RoomName) -> Result<Option<Evicted>, HubError> {
+        if state.rooms.contains_key(room) {
+            return Ok(None);
+        }
+        let evicted = if state.rooms.len() >= self.config.max_rooms {
+            let evicted = self.evict_idle(state);
+            if evicted.is_none() {
+                return Err(HubError::TooManyRooms(self.config.max_rooms));
+            }
+            evicted
+        } else {
+            None
+        };
+        state.tick += 1;
+        let used = state.tick;
+        state.rooms.insert(
+            room.clone(),
+            Room {
+                used,
+                ..Room::default()
+            },
+        );
+        Ok(evicted)
+    }
+
+    /// Forgets the memberless room idle longest, when the registry evicts.
+    fn evict_idle(&self, state: &mut State) -> Option<Evicted> {
+        if !self.evicts {
+            return None;
+        }
+        let (room, _) = state
+            .rooms
+            .iter()
+            .filter(|(_, r)| r.members.is_empty())
+            .min_by_key(|(_, r)| r.used)?;
+        let room = room.clone();
+        let forgotten = state.rooms.remove(&room)?;
+        metrics::counter!("switchboard_rooms_evicted_total").increment(1);
+        Some(Evicted {
+            room,
+            last_id: forgotten.last_id,
+        })
     }
 
     /// Removes a connection from a room and tells the other members.
@@ -576,6 +682,7 @@ impl Registry {
         room: &RoomName,
         wakeups: &mut Wakeups,
     ) {
+        state.tick += 1;
         let Some(entry) = state.rooms.get_mut(room) else {
             return;
         };
@@ -585,6 +692,7 @@ impl Registry {
                 state.rooms.remove(room);
             } else {
                 entry.members.shrink_to_fit();
+                entry.used = state.tick;
             }
             return;
         }
@@ -608,7 +716,9 @@ impl Registry {
             // Delivered already (an engine may hand a message over twice).
             return;
         }
+        state.tick += 1;
         room.last_id = message.id;
+        room.used = state.tick;
         let event = Outgoing::new(Event::Message(Arc::clone(message)));
         queue_to(&state.conns, room.members.iter().copied(), &event, wakeups);
         metrics::counter!("switchboard_messages_total").increment(1);

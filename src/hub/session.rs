@@ -458,22 +458,23 @@ impl Session {
 
     /// Refuses empty (or only white space) and over-long texts.
     fn check_text(&self, text: &str, reference: &Reference) -> Result<(), Event> {
-        if text.trim().is_empty() {
-            return Err(Event::error(
-                ErrorCode::EmptyText,
-                "empty message",
-                reference.clone(),
-            ));
+        match refuse_text(text, self.max_text) {
+            Some((code, message)) => Err(Event::error(code, message, reference.clone())),
+            None => Ok(()),
         }
-        if text.len() > self.max_text {
-            return Err(Event::error(
-                ErrorCode::TooLong,
-                format!("message too long (limit {} bytes)", self.max_text),
-                reference.clone(),
-            ));
-        }
-        Ok(())
     }
+}
+
+/// Why `text` cannot be said, when it cannot (docs/PROTOCOL.md 5.5): it is
+/// empty, or longer than `max_text` bytes. Every transport asks this.
+pub fn refuse_text(text: &str, max_text: usize) -> Option<(ErrorCode, String)> {
+    if text.trim().is_empty() {
+        return Some((ErrorCode::EmptyText, "empty message".into()));
+    }
+    (text.len() > max_text).then(|| {
+        let message = format!("message too long (limit {max_text} bytes)");
+        (ErrorCode::TooLong, message)
+    })
 }
 
 /// The error telling a client that messages it asked to replay are no
@@ -523,6 +524,7 @@ fn hub_error(error: HubError, reference: &Reference) -> Event {
         HubError::NoSuchNick(_) => ErrorCode::NoSuchNick,
         HubError::Log(_) | HubError::Cluster(_) => ErrorCode::Unavailable,
         HubError::Reserved(_) => ErrorCode::InvalidNick,
+        HubError::TooManyRooms(_) => ErrorCode::TooManyRooms,
         HubError::Gone => ErrorCode::Internal,
     };
     Event::error(code, error.to_string(), reference.clone())

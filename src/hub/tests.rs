@@ -7,7 +7,7 @@ use std::time::Duration;
 use crate::hub::event::{ErrorCode, Event, Outgoing};
 use crate::hub::queue::{Inbox, Kick, Next};
 use crate::hub::session::{Command, Limits, REPLAY_PAGE, Request, Session};
-use crate::hub::{ConnectionInfo, Hub, HubConfig, Transport};
+use crate::hub::{ConnectionInfo, Hub, HubConfig, HubError, Transport};
 use crate::log::memory::MemoryLog;
 use crate::log::{MessageLog, Retention};
 use crate::model::{Nick, RoomName};
@@ -413,4 +413,90 @@ async fn a_stopping_hub_kicks_everyone_now_and_later() {
             Next::Kicked(Kick::ServerStopping)
         ));
     }
+}
+
+/// A hub over an in-memory log that allows `max_rooms` rooms.
+async fn bounded(max_rooms: usize) -> Hub {
+    hub(HubConfig {
+        max_rooms,
+        ..HubConfig::default()
+    })
+    .await
+}
+
+/// Whether `replies` is the one error `code`.
+fn is_error(replies: &[Event], code: ErrorCode) -> bool {
+    matches!(replies, [Event::Error { code: c, .. }] if *c == code)
+}
+
+#[tokio::test]
+async fn a_room_with_members_is_never_evicted() {
+    let hub = bounded(1).await;
+    let mut alice = Client::named(&hub, "alice", "dev").await;
+    let refused = alice.join("other", None).await;
+    assert!(is_error(&refused, ErrorCode::TooManyRooms), "{refused:?}");
+    let posted = hub
+        .post(&room("other"), Nick::parse("curl").unwrap(), "hi")
+        .await;
+    assert!(matches!(posted, Err(HubError::TooManyRooms(1))));
+    assert_eq!(hub.rooms().await.unwrap(), [(room("dev"), 1, 0)]);
+    assert_eq!(alice.say("dev", "still here").await, 1);
+}
+
+#[tokio::test]
+async fn at_the_bound_the_memberless_room_idle_longest_makes_way() {
+    let hub = bounded(2).await;
+    let curl = || Nick::parse("curl").unwrap();
+    let mut alice = Client::named(&hub, "alice", "old").await;
+    alice.say("old", "first").await;
+    alice.ask(Command::Part(Some("old".into()))).await;
+    assert_eq!(hub.post(&room("newer"), curl(), "second").await.unwrap(), 1);
+    assert_eq!(hub.post(&room("new"), curl(), "third").await.unwrap(), 1);
+    let rooms: Vec<RoomName> = hub
+        .rooms()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.0)
+        .collect();
+    assert_eq!(rooms, [room("new"), room("newer")], "#old was idle longest");
+    let old = crate::log::Query::Latest {
+        room: room("old"),
+        limit: 10,
+    };
+    assert!(
+        hub.history(old).await.unwrap().is_empty(),
+        "its history went too"
+    );
+    let id = hub.post(&room("old"), curl(), "again").await.unwrap();
+    assert!(
+        id > 1,
+        "a room made again never gives an id twice (got {id})"
+    );
+}
+
+#[test]
+fn where_history_is_kept_elsewhere_nothing_is_evicted() {
+    use crate::hub::registry::Registry;
+    use crate::log::{Committed, Deliver};
+    let config = HubConfig {
+        max_rooms: 1,
+        ..HubConfig::default()
+    };
+    let registry = Registry::new(config, Vec::new(), false);
+    let stored = Arc::new(crate::model::ChatMessage {
+        room: room("kept"),
+        id: 1,
+        from: Nick::parse("curl").unwrap(),
+        text: "stored".into(),
+        ts: std::time::SystemTime::now(),
+    });
+    registry.deliver(&[Committed::Room(stored)]);
+    assert!(matches!(
+        registry.reserve(&room("new")),
+        Err(HubError::TooManyRooms(1))
+    ));
+    assert_eq!(registry.reserve(&room("kept")).unwrap(), None);
+    registry.release(&room("kept"));
+    assert_eq!(registry.rooms(), [(room("kept"), 0, 1)], "history keeps it");
 }

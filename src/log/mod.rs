@@ -159,6 +159,21 @@ pub trait MessageLog: Send + Sync + 'static {
     /// Every room with history, and its last id.
     fn rooms(&self) -> LogFuture<Vec<RoomLog>>;
 
+    /// Whether the log keeps history in memory only, so that a memberless
+    /// room may be evicted, history and all, to bound memory (`--max-rooms`);
+    /// an engine that stores history elsewhere keeps every room.
+    fn forgets_rooms(&self) -> bool {
+        false
+    }
+
+    /// Forgets `room`'s history if its last id is still `last_id` (nothing
+    /// was said there since the hub evicted it). Ids the room gives later
+    /// stay above every id it gave before. A no-op for engines that keep
+    /// every room.
+    fn forget(&self, room: &RoomName, last_id: u64) {
+        let _ = (room, last_id);
+    }
+
     /// Whether the log takes messages now.
     ///
     /// # Errors

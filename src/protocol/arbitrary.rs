@@ -12,7 +12,7 @@ use crate::hub::event::{ErrorCode, Event, Reference};
 use crate::model::{ChatMessage, DirectMessage, Nick, RoomName};
 
 /// Every error code.
-pub const CODES: [ErrorCode; 17] = [
+pub const CODES: [ErrorCode; 18] = [
     ErrorCode::BadJson,
     ErrorCode::UnknownType,
     ErrorCode::MissingField,
@@ -28,6 +28,7 @@ pub const CODES: [ErrorCode; 17] = [
     ErrorCode::NotUtf8,
     ErrorCode::EmptyText,
     ErrorCode::Unauthorized,
+    ErrorCode::TooManyRooms,
     ErrorCode::Unavailable,
     ErrorCode::Internal,
 ];

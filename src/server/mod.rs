@@ -25,7 +25,7 @@ use crate::auth::Access;
 use crate::error::Result;
 use crate::hub::Hub;
 use crate::net::accept::{self, Peer};
-use crate::transport::http::{self, AppState, HttpConfig};
+use crate::transport::http::{self, AppState, HttpConfig, Posting};
 use crate::transport::line::{self, Admission, LineConfig};
 use crate::transport::ws::WsConfig;
 use sniff::Kind;
@@ -76,6 +76,7 @@ pub async fn run(
             sessions: sessions.clone(),
             access: Arc::clone(&access),
             shutdown: shutdown.clone(),
+            posting: Arc::new(Posting::new(&options.http)),
         },
         &options.http,
     );
@@ -158,7 +159,7 @@ impl Edges {
     ) -> Result<()> {
         let Some(acceptor) = &self.tls else {
             tracing::debug!("{peer}: TLS ClientHello, but TLS is not enabled");
-            return Ok(());
+            return refuse_tls(stream).await;
         };
         let mut session = match timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
             Ok(Ok(session)) => session,
@@ -225,6 +226,40 @@ fn rewind<S: AsyncRead + AsyncWrite>(mut first: Vec<u8>, stream: S) -> Rewound<S
     first.shrink_to_fit();
     let (read, write) = tokio::io::split(stream);
     tokio::io::join(Cursor::new(first).chain(read), write)
+}
+
+/// A TLS alert record (RFC 8446 6): content type 21, record version TLS
+/// 1.2 (what every record after the first ClientHello carries), length 2,
+/// level fatal, description `handshake_failure` (40). Of the alerts a
+/// server may send before any parameters are agreed, this one says "no
+/// acceptable security parameters", which is the truth when there are none
+/// at all; `protocol_version` would wrongly blame the client's TLS version.
+/// curl prints `alert handshake failure`, `openssl s_client` the same.
+const HANDSHAKE_FAILURE_ALERT: [u8; 7] = [0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 0x28];
+
+/// The largest ClientHello read before answering a TLS client on a port
+/// without TLS: one record's header and its largest body.
+const MAX_HELLO: u64 = 5 + 16_384;
+
+/// Answers a TLS ClientHello on a port without TLS with a fatal alert
+/// (docs/PROTOCOL.md 5), so the client says what went wrong rather than
+/// "connection reset". The hello is read first and the client's close
+/// awaited (each bounded): closing with unread bytes would send a reset that
+/// can overtake the alert.
+async fn refuse_tls(mut stream: TcpStream) -> Result<()> {
+    let exchange = async {
+        let mut header = [0; 5];
+        stream.read_exact(&mut header).await?;
+        let length = u64::from(u16::from_be_bytes([header[3], header[4]]));
+        let mut hello = (&mut stream).take(length.min(MAX_HELLO));
+        tokio::io::copy(&mut hello, &mut tokio::io::sink()).await?;
+        stream.write_all(&HANDSHAKE_FAILURE_ALERT).await?;
+        stream.shutdown().await?;
+        let mut rest = (&mut stream).take(MAX_HELLO);
+        tokio::io::copy(&mut rest, &mut tokio::io::sink()).await
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(1), exchange).await;
+    Ok(())
 }
 
 /// Writes `bytes` and closes, giving a slow peer one second.

@@ -8,11 +8,16 @@
 //!
 //! Each HTTP connection is listed in the diary while it lasts, with the
 //! request it serves and the bytes it moved ([`Counted`]).
+//!
+//! A post is held to what a connection's messages are (docs/PROTOCOL.md
+//! 5.5): the same text limit, and `--rate`/`--burst` per client address
+//! ([`Posting`]).
 
 use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use axum::Json;
 use axum::Router;
@@ -36,7 +41,7 @@ use tower::ServiceExt;
 use crate::auth::{self, Access, Denial, Need};
 use crate::error::{Error, Result};
 use crate::hub::event::ErrorCode;
-use crate::hub::session::{DEFAULT_HISTORY, MAX_HISTORY};
+use crate::hub::session::{DEFAULT_HISTORY, Limits, MAX_HISTORY, refuse_text};
 use crate::hub::{ConnectionInfo, Hub, HubError, Traffic, Transport};
 use crate::log::Query as Page;
 use crate::model::names::{Nick, RoomName};
@@ -45,6 +50,7 @@ use crate::net::websocket::{
     Refusal, check_upgrade, serve_http1, server_config, server_socket, switching_protocols,
 };
 use crate::protocol::json::message;
+use crate::transport::address_rate::{AddressBuckets, MAX_ADDRESSES};
 use crate::transport::diary;
 use crate::transport::prometheus;
 use crate::transport::ws::{self, JoinQuery, WsConfig};
@@ -60,6 +66,38 @@ const DIARY_PAGE: &str = include_str!("../../web/diary.html");
 pub struct HttpConfig {
     /// The largest request body accepted, in bytes.
     pub max_body: usize,
+    /// What a post is held to: the rate per client address and the text limit.
+    pub posts: Limits,
+}
+
+/// What `POST /api/rooms/{room}/messages` is held to.
+#[derive(Debug)]
+pub struct Posting {
+    /// The longest text, in bytes.
+    max_text: usize,
+    /// The rate limit per client address; `None` with `--rate 0`.
+    buckets: Option<AddressBuckets>,
+}
+
+impl Posting {
+    /// The limits of `config`'s posts.
+    pub fn new(config: &HttpConfig) -> Self {
+        let Limits {
+            rate,
+            burst,
+            max_text,
+        } = config.posts;
+        Self {
+            max_text,
+            buckets: (rate > 0.0).then(|| AddressBuckets::new(rate, burst, MAX_ADDRESSES)),
+        }
+    }
+
+    /// Counts a post from `addr`; over the limit, how long until it may post.
+    fn admit(&self, addr: std::net::IpAddr) -> std::result::Result<(), Duration> {
+        let now = tokio::time::Instant::now().into_std();
+        self.buckets.as_ref().map_or(Ok(()), |b| b.admit(addr, now))
+    }
 }
 
 /// What the handlers share.
@@ -78,6 +116,8 @@ pub struct AppState {
     pub access: Arc<Access>,
     /// Cancelled when the server stops: live diaries say goodbye.
     pub shutdown: CancellationToken,
+    /// What posts are held to.
+    pub posting: Arc<Posting>,
 }
 
 /// Where a request comes from: the connection's peer and file descriptor,
@@ -409,16 +449,20 @@ struct PostBody {
     text: String,
 }
 
-/// `POST /api/rooms/{room}/messages`: `201 {"id": ID}`, delivered to live members.
-///
-/// The sender may not be a live user's nick (on any node) unless the request
-/// carries the admin token: docs/PROTOCOL.md 5.3.
+/// `POST /api/rooms/{room}/messages`: `201 {"id": ID}`, delivered to live
+/// members. Every post counts against its address's rate limit, refused ones
+/// too. The sender may not be a live user's nick (on any node) unless the
+/// request carries the admin token: docs/PROTOCOL.md 5.3.
 async fn post_message(
     State(state): State<AppState>,
+    Extension(origin): Extension<Origin>,
     Path(room): Path<String>,
     headers: header::HeaderMap,
     body: std::result::Result<Json<PostBody>, JsonRejection>,
 ) -> Response {
+    if let Err(wait) = state.posting.admit(origin.peer.addr.ip()) {
+        return rate_limited(wait);
+    }
     let room = match RoomName::parse(&room) {
         Ok(room) => room,
         Err(err) => return api_error(StatusCode::BAD_REQUEST, "invalid_room", err.to_string()),
@@ -431,8 +475,12 @@ async fn post_message(
         Ok(from) => from,
         Err(err) => return api_error(StatusCode::BAD_REQUEST, "invalid_nick", err.to_string()),
     };
-    if body.text.trim().is_empty() {
-        return api_error(StatusCode::BAD_REQUEST, "empty_text", "empty message");
+    if let Some((code, message)) = refuse_text(&body.text, state.posting.max_text) {
+        let status = match code {
+            ErrorCode::TooLong => StatusCode::PAYLOAD_TOO_LARGE,
+            _ => StatusCode::BAD_REQUEST,
+        };
+        return api_error(status, code.as_str(), message);
     }
     if !state.access.is_admin(auth::bearer(&headers)) {
         match state.hub.holder(&from).await {
@@ -443,6 +491,11 @@ async fn post_message(
     }
     match state.hub.post(&room, from, &body.text).await {
         Ok(id) => (StatusCode::CREATED, Json(json!({"id": id}))).into_response(),
+        Err(err @ HubError::TooManyRooms(_)) => api_error(
+            StatusCode::CONFLICT,
+            ErrorCode::TooManyRooms.as_str(),
+            err.to_string(),
+        ),
         Err(err) => log_unavailable(&err),
     }
 }
@@ -454,6 +507,22 @@ fn impersonation(holder: &Nick) -> Response {
         ErrorCode::NickTaken.as_str(),
         format!("{holder} is connected: post under another name (or with the admin token)"),
     )
+}
+
+/// 429 for a post over its address's rate limit, saying when to come back
+/// (`Retry-After` in whole seconds, the message in milliseconds).
+fn rate_limited(wait: Duration) -> Response {
+    let millis = wait.as_millis().max(1);
+    let mut response = api_error(
+        StatusCode::TOO_MANY_REQUESTS,
+        ErrorCode::RateLimited.as_str(),
+        format!("slow down: try again in {millis} ms"),
+    );
+    let seconds = (wait.as_secs() + u64::from(wait.subsec_nanos() > 0)).max(1);
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+    response
 }
 
 /// 503 for a message the log did not store, or history it could not read:

@@ -1,9 +1,11 @@
 //! The edges of the chat hub: turning bytes from a kind of client into hub
 //! requests, and hub events into bytes. [`line`] serves raw TCP clients
 //! ([`framing`] splits their input into lines), [`ws`] WebSocket clients,
-//! [`http`] short-lived HTTP requests (with [`prometheus`] for `/metrics`)
-//! and [`diary`] the live diary of them all.
+//! [`http`] short-lived HTTP requests (with [`prometheus`] for `/metrics`,
+//! their posts rate-limited per address by [`address_rate`]) and [`diary`]
+//! the live diary of them all.
 
+pub mod address_rate;
 pub mod connection;
 pub mod diary;
 pub mod framing;

@@ -1,0 +1,193 @@
+//! The rate limit of HTTP posts (docs/PROTOCOL.md 5.5): a token bucket per
+//! client address, IPv6 addresses counted per /64, with the meaning
+//! `--rate` and `--burst` have for a connection.
+//!
+//! The table is bounded. A bucket that has refilled to its burst is no
+//! different from a new one, so those are forgotten first; when every
+//! address tracked is still paying off a burst, the eighth closest to full
+//! make way (they lose the least by starting afresh), so the sweep runs
+//! once per eighth of the table, not once per new address.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv6Addr};
+use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use crate::hub::rate::TokenBucket;
+
+/// How many client addresses are tracked at once.
+pub const MAX_ADDRESSES: usize = 10_000;
+
+/// Token buckets by client address.
+#[derive(Debug)]
+pub struct AddressBuckets {
+    rate: f64,
+    burst: u32,
+    capacity: usize,
+    buckets: Mutex<HashMap<IpAddr, TokenBucket>>,
+}
+
+impl AddressBuckets {
+    /// `rate` events a second per address on average, bursts of `burst`,
+    /// tracking at most `capacity` addresses.
+    pub fn new(rate: f64, burst: u32, capacity: usize) -> Self {
+        Self {
+            rate,
+            burst,
+            capacity: capacity.max(1),
+            buckets: Mutex::default(),
+        }
+    }
+
+    /// Counts one event from `addr` at `now`; over the limit, how long until
+    /// its next token.
+    ///
+    /// # Errors
+    /// The wait, when `addr` has no token left.
+    pub fn admit(&self, addr: IpAddr, now: Instant) -> Result<(), Duration> {
+        let key = key(addr);
+        let mut buckets = self.lock();
+        if !buckets.contains_key(&key) && buckets.len() >= self.capacity {
+            self.make_way(&mut buckets, now);
+        }
+        let bucket = buckets
+            .entry(key)
+            .or_insert_with(|| TokenBucket::new(self.rate, self.burst, now));
+        if bucket.try_take(now) {
+            Ok(())
+        } else {
+            Err(bucket.wait())
+        }
+    }
+
+    /// The buckets; a poisoned lock is taken over (each change leaves them whole).
+    fn lock(&self) -> MutexGuard<'_, HashMap<IpAddr, TokenBucket>> {
+        self.buckets
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Frees at least an eighth of the table: full buckets first, then those
+    /// closest to full.
+    fn make_way(&self, buckets: &mut HashMap<IpAddr, TokenBucket>, now: Instant) {
+        buckets.retain(|_, bucket| !bucket.is_full(now));
+        let excess = (buckets.len() + self.capacity / 8 + 1).saturating_sub(self.capacity);
+        if excess == 0 {
+            return;
+        }
+        let mut levels: Vec<(f64, IpAddr)> = buckets
+            .iter()
+            .map(|(addr, bucket)| (bucket.level(now), *addr))
+            .collect();
+        let excess = excess.min(levels.len());
+        if excess > 0 {
+            levels.select_nth_unstable_by(excess - 1, |a, b| b.0.total_cmp(&a.0));
+        }
+        for (_, addr) in &levels[..excess] {
+            buckets.remove(addr);
+        }
+    }
+}
+
+/// The address a client is counted under: IPv4 as it is (an IPv4-mapped
+/// IPv6 address too), IPv6 by its /64, which one host usually has whole.
+fn key(addr: IpAddr) -> IpAddr {
+    match addr {
+        IpAddr::V4(_) => addr,
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => {
+                let [a, b, c, d, ..] = v6.segments();
+                IpAddr::V6(Ipv6Addr::new(a, b, c, d, 0, 0, 0, 0))
+            }
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Now, on tokio's paused clock.
+    fn now() -> Instant {
+        tokio::time::Instant::now().into_std()
+    }
+
+    fn v4(last: u8) -> IpAddr {
+        IpAddr::from([192, 0, 2, last])
+    }
+
+    fn admitted(buckets: &AddressBuckets, addr: IpAddr, tries: usize) -> usize {
+        (0..tries)
+            .filter(|_| buckets.admit(addr, now()).is_ok())
+            .count()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn each_address_gets_its_burst_then_the_rate() {
+        let buckets = AddressBuckets::new(2.0, 3, 16);
+        assert_eq!(admitted(&buckets, v4(1), 10), 3);
+        assert_eq!(
+            admitted(&buckets, v4(2), 10),
+            3,
+            "another address is not held back"
+        );
+        let wait = buckets.admit(v4(1), now()).unwrap_err();
+        assert!(wait > Duration::ZERO && wait <= Duration::from_millis(500));
+        tokio::time::advance(Duration::from_millis(500)).await;
+        assert_eq!(admitted(&buckets, v4(1), 10), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_ipv6_host_counts_per_slash_64() {
+        let buckets = AddressBuckets::new(1.0, 2, 16);
+        let one: IpAddr = "2001:db8:1:2::1".parse().unwrap();
+        let same_64: IpAddr = "2001:db8:1:2:ffff::9".parse().unwrap();
+        let other_64: IpAddr = "2001:db8:1:3::1".parse().unwrap();
+        assert_eq!(admitted(&buckets, one, 1), 1);
+        assert_eq!(admitted(&buckets, same_64, 5), 1, "one bucket for the /64");
+        assert_eq!(admitted(&buckets, other_64, 5), 2);
+        let mapped: IpAddr = "::ffff:192.0.2.7".parse().unwrap();
+        assert_eq!(admitted(&buckets, mapped, 5), 2);
+        assert_eq!(
+            admitted(&buckets, v4(7), 5),
+            0,
+            "mapped IPv4 is the IPv4 address"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn refilled_buckets_are_forgotten_first() {
+        let buckets = AddressBuckets::new(10.0, 2, 4);
+        for last in 1..=4 {
+            assert_eq!(admitted(&buckets, v4(last), 2), 2);
+        }
+        tokio::time::advance(Duration::from_millis(200)).await;
+        // Address 1 spends again: its bucket is the only one not full.
+        assert_eq!(admitted(&buckets, v4(1), 1), 1);
+        assert_eq!(admitted(&buckets, v4(5), 1), 1);
+        assert_eq!(buckets.lock().len(), 2, "the full buckets went");
+        assert_eq!(admitted(&buckets, v4(1), 5), 1, "address 1 kept its debt");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_table_of_debtors_stays_bounded_and_keeps_the_deepest() {
+        let buckets = AddressBuckets::new(1.0, 8, 8);
+        // Address `n` spends `n` of its 8 tokens: address 8 is emptiest.
+        for last in 1..=8u8 {
+            assert_eq!(
+                admitted(&buckets, v4(last), usize::from(last)),
+                usize::from(last)
+            );
+        }
+        for last in 9..=200u8 {
+            assert!(buckets.admit(v4(last), now()).is_ok());
+            assert!(buckets.lock().len() <= 8);
+        }
+        assert_eq!(
+            admitted(&buckets, v4(8), 1),
+            0,
+            "the emptiest bucket stayed"
+        );
+    }
+}
