@@ -1,10 +1,12 @@
-//! `switchboard serve`: the flags turned into the hub's stores and edges,
-//! then the server run until a signal stops it.
+//! `switchboard serve`: the settings (flags, variables, `--config`) turned
+//! into the hub's stores and edges, then the server run until a signal stops
+//! it.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::bail;
+use clap::ArgMatches;
 use metrics_exporter_prometheus::PrometheusBuilder;
 use switchboard::auth::{Access, Token};
 use switchboard::cluster::Directory;
@@ -30,15 +32,20 @@ use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 
 use super::args::{ServeArgs, SyncArg};
-use super::{announce, listen_spec};
+use super::{announce, config, listen_spec, write_stdout};
 
-/// `switchboard serve`.
-pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
+/// `switchboard serve`; `matches` is clap's record of its command line.
+pub async fn run(matches: ArgMatches) -> anyhow::Result<()> {
+    let args = config::load(&matches)?;
     let spec = listen_spec(&args.listen, server::DEFAULT_PORT)?;
-    // Every flag is checked (and the TLS files read) before the data
+    // Every setting is checked (and the TLS files read) before the data
     // directory or Redis is touched.
-    let options = serve_options(&args)?;
+    check(&args)?;
     let retention = retention(&args)?;
+    if args.print_config {
+        return write_stdout(config::to_toml(&args)?.as_bytes());
+    }
+    let options = serve_options(&args)?;
     raise_fd_limit();
     let listener = listener::bind_tcp(&spec).await?;
     let node = args
@@ -79,11 +86,11 @@ fn host_name() -> String {
         .unwrap_or_else(|| "localhost".into())
 }
 
-/// How the hub's edges behave, from `serve`'s flags.
+/// Refuses settings out of range.
 ///
 /// # Errors
-/// A flag out of range, or TLS files that cannot be used.
-fn serve_options(args: &ServeArgs) -> anyhow::Result<ServeOptions> {
+/// The first setting out of range, named by its flag.
+fn check(args: &ServeArgs) -> anyhow::Result<()> {
     if args.rate.is_nan() || args.rate < 0.0 {
         bail!("--rate must be 0 (no limit) or a positive number of messages per second");
     }
@@ -107,6 +114,14 @@ fn serve_options(args: &ServeArgs) -> anyhow::Result<ServeOptions> {
             bail!("{flag} must be a non-empty word without spaces");
         }
     }
+    Ok(())
+}
+
+/// How the hub's edges behave, from `serve`'s settings (checked).
+///
+/// # Errors
+/// TLS files that cannot be used.
+fn serve_options(args: &ServeArgs) -> anyhow::Result<ServeOptions> {
     // Installed first: the transports' counters are looked up from it once.
     let metrics = PrometheusBuilder::new()
         .install_recorder()
