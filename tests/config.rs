@@ -1,13 +1,15 @@
-//! `serve --config FILE`, `SWITCHBOARD_*` variables and `--print-config`
-//! (docs/PROTOCOL.md 5.5, Configuration): the real binary, real files,
-//! clients on loopback.
+//! `serve --config FILE`, `SWITCHBOARD_*` variables, `--print-config`, and
+//! the reload on SIGHUP (docs/PROTOCOL.md 5.5, Configuration and Reloading):
+//! the real binary, real files, real signals, clients on loopback.
 
 use std::io::Read;
 use std::path::Path;
 use std::process::Output;
 
+use crate::chat_tls::TlsLineClient;
 use crate::util::{
-    LineClient, Server, assert_one_line_error, run, scratch_dir, stdout, switchboard,
+    LineClient, Server, assert_one_line_error, curl, make_certificate, run, scratch_dir, signal,
+    stdout, switchboard,
 };
 
 /// Writes `text` to `dir/name` and returns the path.
@@ -29,6 +31,12 @@ fn print_config(args: &[&str], env: &[(&str, &str)]) -> Output {
 fn printed<'a>(toml: &'a str, key: &str) -> Option<&'a str> {
     toml.lines()
         .find_map(|line| line.strip_prefix(key)?.strip_prefix(" = "))
+}
+
+/// The status of `GET /healthz` over TLS, trusting only `ca`.
+fn healthz_trusting(server: &Server, ca: &str) -> u16 {
+    let url = format!("https://127.0.0.1:{}/healthz", server.port);
+    curl(&["--cacert", ca, &url]).0
 }
 
 #[test]
@@ -149,4 +157,122 @@ fn bad_files_are_one_line_errors_naming_the_file_and_the_key() {
         command.args(&args);
         assert_one_line_error(&run(command, b""), &expected);
     }
+}
+
+#[test]
+fn sighup_brings_a_new_certificate_and_keeps_tls_clients() {
+    let dir = scratch_dir("reload-certificate");
+    let (old_cert, old_key) = make_certificate(&dir, "old", &[]);
+    let (new_cert, new_key) = make_certificate(&dir, "new", &[]);
+    let (cert, key) = (dir.join("live.pem"), dir.join("live-key.pem"));
+    std::fs::copy(&old_cert, &cert).unwrap();
+    std::fs::copy(&old_key, &key).unwrap();
+    let (cert, key) = (cert.display().to_string(), key.display().to_string());
+    let server = Server::start(&["serve", "--tls-cert", &cert, "--tls-key", &key]);
+    let mut before = TlsLineClient::connect(&server);
+    let welcome = before.line();
+    assert!(welcome.starts_with("* welcome guest-"), "{welcome}");
+    assert_eq!(healthz_trusting(&server, &old_cert), 200);
+
+    std::fs::copy(&new_cert, &cert).unwrap();
+    std::fs::copy(&new_key, &key).unwrap();
+    signal(server.pid(), libc::SIGHUP);
+    server.wait_for_log(&format!("reloaded: TLS certificate {cert}"));
+
+    assert_eq!(healthz_trusting(&server, &new_cert), 200);
+    assert_eq!(
+        healthz_trusting(&server, &old_cert),
+        0,
+        "the old one is gone"
+    );
+    before.send("/nick stayed");
+    before.line();
+    before.expect("* you are now known as stayed");
+    let mut plain = LineClient::named(&server, "plain");
+    plain.send("still there?");
+    let mut line = before.line();
+    while line.starts_with("* ") {
+        line = before.line();
+    }
+    assert_eq!(line, "[#lobby] plain: still there?");
+}
+
+#[test]
+fn sighup_refuses_a_broken_pair_and_keeps_the_old_one() {
+    let dir = scratch_dir("reload-broken");
+    let (old_cert, old_key) = make_certificate(&dir, "old", &[]);
+    let (_, other_key) = make_certificate(&dir, "other", &[]);
+    let key = dir.join("live-key.pem");
+    std::fs::copy(&old_key, &key).unwrap();
+    let key = key.display().to_string();
+    let server = Server::start(&["serve", "--tls-cert", &old_cert, "--tls-key", &key]);
+
+    std::fs::copy(&other_key, &key).unwrap();
+    signal(server.pid(), libc::SIGHUP);
+    let refused = server.wait_for_log("reload: TLS certificate refused, the old one stays");
+    assert!(
+        refused.contains("could not use the TLS certificate and key"),
+        "{refused}"
+    );
+    assert_eq!(healthz_trusting(&server, &old_cert), 200);
+
+    std::fs::remove_file(&key).unwrap();
+    signal(server.pid(), libc::SIGHUP);
+    server.wait_for_log(&format!("could not read TLS key {key}"));
+    assert_eq!(healthz_trusting(&server, &old_cert), 200);
+}
+
+#[test]
+fn sighup_changes_the_token_and_keeps_who_is_in() {
+    let dir = scratch_dir("reload-token");
+    let file = write(&dir, "token.toml", "token = \"old\"\nmax-connections = 3\n");
+    let server = Server::start(&["serve", "--config", &file]);
+    let mut inside = LineClient::connected(&server);
+    inside.expect("* this server needs a token: send /auth TOKEN");
+    inside.send("/auth old");
+    inside.read_greeting();
+    inside.line();
+
+    write(
+        &dir,
+        "token.toml",
+        "token = \"new\"\nmax-connections = 4\npresence-limit = 5\n",
+    );
+    signal(server.pid(), libc::SIGHUP);
+    server.wait_for_log("reloaded: client token changed");
+    server.wait_for_log("reloaded: --max-connections 3 → 4");
+    server.wait_for_log(&format!(
+        "reload: --presence-limit changed in {file}, restart to apply"
+    ));
+
+    let rooms = server.url("/api/rooms");
+    let bearer = |token: &str| format!("Authorization: Bearer {token}");
+    assert_eq!(curl(&["-H", &bearer("old"), &rooms]).0, 401);
+    assert_eq!(curl(&["-H", &bearer("new"), &rooms]).0, 200);
+    inside.send("/nick kept");
+    inside.expect("* you are now known as kept");
+
+    signal(server.pid(), libc::SIGHUP);
+    server.wait_for_log("reload: nothing changed");
+}
+
+#[test]
+fn sighup_with_a_bad_file_changes_nothing() {
+    let dir = scratch_dir("reload-bad");
+    let file = write(&dir, "limits.toml", "max-connections = 1\n");
+    let server = Server::start(&["serve", "--config", &file]);
+    let _first = LineClient::greeted(&server);
+    write(&dir, "limits.toml", "max-connections = 0\n");
+    signal(server.pid(), libc::SIGHUP);
+    server.wait_for_log(
+        "reload refused, nothing changed: --burst, --queue and --max-connections must be positive",
+    );
+    let mut refusal = String::new();
+    server.connect().read_to_string(&mut refusal).unwrap();
+    assert_eq!(refusal, "! server full (1 connections): try later\n");
+
+    write(&dir, "limits.toml", "max-connections = 2\n");
+    signal(server.pid(), libc::SIGHUP);
+    server.wait_for_log("reloaded: --max-connections 1 → 2");
+    let _second = LineClient::greeted(&server);
 }

@@ -6,6 +6,7 @@
 pub mod args;
 mod bench;
 mod config;
+mod reload;
 mod serve;
 
 use std::io::Write;

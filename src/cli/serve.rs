@@ -1,6 +1,6 @@
 //! `switchboard serve`: the settings (flags, variables, `--config`) turned
 //! into the hub's stores and edges, then the server run until a signal stops
-//! it.
+//! it, reloading its settings on SIGHUP (`reload.rs`).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -21,17 +21,18 @@ use switchboard::model::names::RoomName;
 use switchboard::net::fd_limit::raise_fd_limit;
 use switchboard::net::listener;
 use switchboard::net::shutdown::{StopSignals, run_until_signalled};
-use switchboard::net::tls::{self, Identity};
+use switchboard::net::tls::{self, Certificate, Identity};
 use switchboard::server::{self, ServeOptions};
 use switchboard::transport::Counters;
 use switchboard::transport::connection::{FirstLine, Lifecycle};
 use switchboard::transport::http::HttpConfig;
 use switchboard::transport::line::LineConfig;
+use switchboard::transport::live::{Live, Settings};
 use switchboard::transport::ws::WsConfig;
-use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 
 use super::args::{ServeArgs, SyncArg};
+use super::reload::Reloads;
 use super::{announce, config, listen_spec, write_stdout};
 
 /// `switchboard serve`; `matches` is clap's record of its command line.
@@ -45,7 +46,8 @@ pub async fn run(matches: ArgMatches) -> anyhow::Result<()> {
     if args.print_config {
         return write_stdout(config::to_toml(&args)?.as_bytes());
     }
-    let options = serve_options(&args)?;
+    let certificate = certificate(&args)?;
+    let options = serve_options(&args, certificate.clone())?;
     raise_fd_limit();
     let listener = listener::bind_tcp(&spec).await?;
     let node = args
@@ -60,14 +62,18 @@ pub async fn run(matches: ArgMatches) -> anyhow::Result<()> {
     };
     let hub = Hub::open(log, cluster, hub_config).await?;
     let signals = StopSignals::catch();
+    let reloads = Reloads::catch(matches, args, Arc::clone(&options.live), certificate);
     announce(listener.local_addr()?);
     let shutdown = CancellationToken::new();
-    run_until_signalled(
-        server::run(listener, hub.clone(), options, shutdown.clone()),
-        shutdown,
-        signals,
-    )
-    .await;
+    let serving = server::run(listener, hub.clone(), options, shutdown.clone());
+    let serving = async {
+        // Reloading never ends on its own: this ends when the server does.
+        tokio::select! {
+            () = serving => {}
+            () = reloads.run() => {}
+        }
+    };
+    run_until_signalled(serving, shutdown, signals).await;
     hub.close().await;
     Ok(())
 }
@@ -90,7 +96,7 @@ fn host_name() -> String {
 ///
 /// # Errors
 /// The first setting out of range, named by its flag.
-fn check(args: &ServeArgs) -> anyhow::Result<()> {
+pub(super) fn check(args: &ServeArgs) -> anyhow::Result<()> {
     if args.rate.is_nan() || args.rate < 0.0 {
         bail!("--rate must be 0 (no limit) or a positive number of messages per second");
     }
@@ -117,16 +123,32 @@ fn check(args: &ServeArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// How the hub's edges behave, from `serve`'s settings (checked).
+/// How the hub's edges behave, from `serve`'s settings (checked), presenting
+/// `certificate` to TLS clients.
 ///
 /// # Errors
-/// TLS files that cannot be used.
-fn serve_options(args: &ServeArgs) -> anyhow::Result<ServeOptions> {
+/// A TLS library that cannot be set up.
+fn serve_options(
+    args: &ServeArgs,
+    certificate: Option<Arc<Certificate>>,
+) -> anyhow::Result<ServeOptions> {
     // Installed first: the transports' counters are looked up from it once.
     let metrics = PrometheusBuilder::new()
         .install_recorder()
         .map_err(|err| tracing::warn!("metrics are off: {err}"))
         .ok();
+    Ok(ServeOptions {
+        live: Arc::new(Live::new(settings(args))),
+        http: HttpConfig {
+            max_body: args.max_body,
+        },
+        tls: certificate.map(tls::acceptor).transpose()?,
+        metrics,
+    })
+}
+
+/// The settings SIGHUP can replace, from `serve`'s settings (checked).
+pub(super) fn settings(args: &ServeArgs) -> Settings {
     let idle_timeout = Duration::from_secs(args.idle_timeout.max(1));
     let default_room = RoomName::parse("lobby").expect("a valid room name");
     let limits = Limits {
@@ -146,7 +168,7 @@ fn serve_options(args: &ServeArgs) -> anyhow::Result<ServeOptions> {
         timeout: Duration::from_secs(args.silent_timeout),
         room: default_room.clone(),
     };
-    Ok(ServeOptions {
+    Settings {
         line: LineConfig {
             max_line: args.max_line,
             limits: Limits {
@@ -165,17 +187,12 @@ fn serve_options(args: &ServeArgs) -> anyhow::Result<ServeOptions> {
                 None,
             ),
         },
-        http: HttpConfig {
-            max_body: args.max_body,
-        },
-        max_connections: args.max_connections,
         access: Access {
             client: args.token.as_deref().map(Token::new),
             admin: args.admin_token.as_deref().map(Token::new),
         },
-        tls: tls_acceptor(args)?,
-        metrics,
-    })
+        max_connections: args.max_connections,
+    }
 }
 
 /// How long history is kept, from `--keep-messages` and `--keep-days`.
@@ -247,22 +264,32 @@ fn ignore_file_size_signal() {
     }
 }
 
-/// The TLS acceptor `serve`'s flags ask for, if any.
-fn tls_acceptor(args: &ServeArgs) -> anyhow::Result<Option<TlsAcceptor>> {
-    let identity = match (&args.tls_cert, &args.tls_key) {
-        (Some(cert), Some(key)) => Identity::Files {
+/// Where the TLS certificate comes from, when TLS is on.
+pub(super) fn identity(args: &ServeArgs) -> Option<Identity> {
+    match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => Some(Identity::Files {
             cert: cert.clone(),
             key: key.clone(),
-        },
-        _ if args.tls_self_signed => Identity::SelfSigned,
-        _ => return Ok(None),
+        }),
+        _ if args.tls_self_signed => Some(Identity::SelfSigned),
+        _ => None,
+    }
+}
+
+/// The TLS certificate `serve`'s settings ask for, if any.
+///
+/// # Errors
+/// Files that cannot be read, or a key that does not fit the certificate.
+fn certificate(args: &ServeArgs) -> anyhow::Result<Option<Arc<Certificate>>> {
+    let Some(identity) = identity(args) else {
+        return Ok(None);
     };
-    let acceptor = tls::acceptor(&identity)?;
+    let certificate = Certificate::load(&identity)?;
     match identity {
         Identity::SelfSigned => {
             tracing::warn!("TLS with a self-signed certificate for localhost: for development only")
         }
         Identity::Files { cert, .. } => tracing::info!("TLS with {}", cert.display()),
     }
-    Ok(Some(acceptor))
+    Ok(Some(Arc::new(certificate)))
 }

@@ -33,7 +33,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tower::ServiceExt;
 
-use crate::auth::{self, Access, Denial, Need};
+use crate::auth::{self, Denial, Need};
 use crate::error::{Error, Result};
 use crate::hub::event::ErrorCode;
 use crate::hub::session::{DEFAULT_HISTORY, MAX_HISTORY};
@@ -46,7 +46,8 @@ use crate::net::websocket::{
 };
 use crate::protocol::json::message;
 use crate::transport::diary;
-use crate::transport::ws::{self, JoinQuery, WsConfig};
+use crate::transport::live::Live;
+use crate::transport::ws::{self, JoinQuery};
 
 /// The browser chat page, built into the binary.
 const PAGE: &str = include_str!("../../web/index.html");
@@ -66,15 +67,13 @@ pub struct HttpConfig {
 pub struct AppState {
     /// The hub.
     pub hub: Hub,
-    /// WebSocket settings.
-    pub ws: Arc<WsConfig>,
+    /// The settings SIGHUP replaces: WebSocket limits, the tokens.
+    pub live: Arc<Live>,
     /// Renders `/metrics`.
     pub metrics: Option<PrometheusHandle>,
     /// WebSocket sessions: axum spawns them, this owns them, so shutdown
     /// waits for them like for every other connection.
     pub sessions: TaskTracker,
-    /// The tokens clients must present.
-    pub access: Arc<Access>,
     /// Cancelled when the server stops: live diaries say goodbye.
     pub shutdown: CancellationToken,
 }
@@ -113,7 +112,7 @@ pub fn router(state: AppState, config: &HttpConfig) -> Router {
         })
         .layer(DefaultBodyLimit::max(config.max_body))
         .layer(middleware::from_fn_with_state(
-            Arc::clone(&state.access),
+            Arc::clone(&state.live),
             require_token,
         ))
         .with_state(state)
@@ -240,11 +239,7 @@ pub fn api_error(status: StatusCode, code: &str, message: impl Into<String>) -> 
 /// `Authorization: Bearer T`, or `?token=T` on `/ws`, `/diary` and
 /// `/api/connections` (a browser cannot set headers on a WebSocket, nor on
 /// a page it opens). The chat page and the health check are open to all.
-async fn require_token(
-    State(access): State<Arc<Access>>,
-    request: Request,
-    next: Next,
-) -> Response {
+async fn require_token(State(live): State<Arc<Live>>, request: Request, next: Next) -> Response {
     let path = request.uri().path();
     let need = match path {
         "/" | "/healthz" => Need::Nothing,
@@ -255,7 +250,8 @@ async fn require_token(
         .then(|| auth::query_token(request.uri().query()))
         .flatten();
     let offered = auth::bearer(request.headers()).or(from_query.as_deref());
-    match access.check(need, offered) {
+    let verdict = live.access().check(need, offered);
+    match verdict {
         Ok(()) => next.run(request).await,
         Err(Denial::Forbidden) => api_error(
             StatusCode::FORBIDDEN,
@@ -494,10 +490,11 @@ async fn web_socket(
     let on_upgrade = hyper::upgrade::on(&mut request);
     let AppState {
         hub,
-        ws: config,
+        live,
         sessions,
         ..
     } = state;
+    let config = live.ws();
     let tracker = sessions.clone();
     let handshake = async move {
         let upgraded = match on_upgrade.await {

@@ -1,13 +1,15 @@
 //! The edges of the chat hub: turning bytes from a kind of client into hub
 //! requests, and hub events into bytes. [`line`] serves raw TCP clients
 //! ([`framing`] splits their input into lines), [`ws`] WebSocket clients,
-//! [`http`] short-lived HTTP requests and [`diary`] the live diary of them all.
+//! [`http`] short-lived HTTP requests and [`diary`] the live diary of them all;
+//! [`live`] holds the settings they read, which SIGHUP replaces.
 
 pub mod connection;
 pub mod diary;
 pub mod framing;
 pub mod http;
 pub mod line;
+pub mod live;
 pub mod ws;
 
 use metrics::Counter;
