@@ -7,11 +7,8 @@ use std::io::IsTerminal;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use clap::Parser;
 use clap::error::ErrorKind;
 use tracing_subscriber::EnvFilter;
-
-use cli::args::Cli;
 
 /// mimalloc instead of glibc's malloc: tokio allocates every connection's task
 /// and I/O registration cache-line aligned, and glibc serves aligned requests by
@@ -25,8 +22,8 @@ const USAGE_ERROR: u8 = 2;
 
 fn main() -> ExitCode {
     disable_huge_pages();
-    let cli = match Cli::try_parse() {
-        Ok(cli) => cli,
+    let (cli, matches) = match cli::parse() {
+        Ok(parsed) => parsed,
         Err(err) => return usage_error(&err),
     };
     init_logging(cli.verbose);
@@ -45,7 +42,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let outcome = runtime.block_on(cli::run(cli));
+    let outcome = runtime.block_on(cli::run(cli, &matches));
     // A blocked stdin read must not keep the process alive once the work is done.
     runtime.shutdown_timeout(Duration::from_millis(100));
     match outcome {

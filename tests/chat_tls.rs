@@ -17,7 +17,7 @@ use crate::util::{
 const LINE_DEADLINE: Duration = Duration::from_secs(10);
 
 /// A line client over TLS: `openssl s_client`, which is `nc` for TLS.
-struct TlsLineClient {
+pub(crate) struct TlsLineClient {
     child: Child,
     input: ChildStdin,
     lines: Receiver<String>,
@@ -25,7 +25,7 @@ struct TlsLineClient {
 
 impl TlsLineClient {
     /// Connects to the server (without verifying its certificate).
-    fn connect(server: &Server) -> Self {
+    pub(crate) fn connect(server: &Server) -> Self {
         let mut child = s_client(server, Stdio::null());
         let input = child.stdin.take().expect("stdin");
         let output = BufReader::new(child.stdout.take().expect("stdout"));
@@ -44,16 +44,21 @@ impl TlsLineClient {
         }
     }
 
-    fn send(&mut self, line: &str) {
+    /// Sends one line.
+    pub(crate) fn send(&mut self, line: &str) {
         writeln!(self.input, "{line}").expect("write to openssl");
     }
 
-    fn expect(&mut self, expected: &str) {
-        let line = self
-            .lines
+    /// The next line from the server.
+    pub(crate) fn line(&mut self) -> String {
+        self.lines
             .recv_timeout(LINE_DEADLINE)
-            .unwrap_or_else(|_| panic!("no line from the server, expected {expected:?}"));
-        assert_eq!(line, expected);
+            .expect("a line from the server in time")
+    }
+
+    /// Asserts the next line is `expected`.
+    pub(crate) fn expect(&mut self, expected: &str) {
+        assert_eq!(self.line(), expected);
     }
 }
 

@@ -15,6 +15,7 @@ mod chat_page;
 mod chat_tls;
 mod chat_web;
 mod cli_errors;
+mod config;
 mod connect;
 mod connect_tls;
 mod echo_tcp;

@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 
 use clap::{ArgAction, Args, Parser, Subcommand};
+use serde::Serialize;
 
 /// switchboard: echo servers, netcat-style clients and a chat hub, in one binary.
 #[derive(Debug, Parser)]
@@ -33,7 +34,8 @@ pub enum Command {
 }
 
 /// Where a server listens.
-#[derive(Debug, Args)]
+#[derive(Debug, Args, Serialize)]
+#[serde(rename_all = "kebab-case")]
 pub struct ListenArgs {
     /// Host or IP to listen on; empty (the default) means every interface, IPv4 and IPv6.
     #[arg(long, default_value = "", conflicts_with = "listen")]
@@ -48,11 +50,27 @@ pub struct ListenArgs {
     pub listen: Option<String>,
 }
 
-/// `switchboard serve`.
-#[derive(Debug, Args)]
+/// `switchboard serve`. Every field that is a flag is also a key of the
+/// `--config` file and a line of `--print-config`, spelled like the long
+/// flag (docs/PROTOCOL.md 5.5, Configuration).
+#[derive(Debug, Args, Serialize)]
+#[serde(rename_all = "kebab-case")]
 pub struct ServeArgs {
+    /// Read the flags from this TOML file (`max-connections = 10000`, …);
+    /// `SWITCHBOARD_*` variables and the command line override it.
+    #[arg(long, value_name = "FILE", env = "SWITCHBOARD_CONFIG")]
+    #[serde(skip)]
+    pub config: Option<PathBuf>,
+
+    /// Print the configuration in effect as TOML (which --config reads
+    /// back) and exit, without serving.
+    #[arg(long)]
+    #[serde(skip)]
+    pub print_config: bool,
+
     /// Where to listen (default port 8080).
     #[command(flatten)]
+    #[serde(flatten)]
     pub listen: ListenArgs,
 
     /// The most connections served at once.
@@ -195,7 +213,8 @@ pub struct ServeArgs {
 }
 
 /// `serve --sync`: how hard SQLite makes each commit durable.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, Serialize)]
+#[serde(rename_all = "lowercase")]
 pub enum SyncArg {
     /// Survives a crash of the process (kill -9), not of the machine.
     Normal,

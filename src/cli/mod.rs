@@ -5,6 +5,8 @@
 
 pub mod args;
 mod bench;
+mod config;
+mod reload;
 mod serve;
 
 use std::io::Write;
@@ -13,6 +15,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
+use clap::{ArgMatches, CommandFactory, FromArgMatches};
 use tokio::io::AsyncReadExt;
 use tokio_util::sync::CancellationToken;
 
@@ -25,13 +28,34 @@ use switchboard::net::listener;
 use switchboard::net::shutdown::{StopSignals, run_until_signalled};
 use switchboard::net::tls::{self, Trust};
 
-/// Runs the command `cli` names.
+/// Parses the command line: the [`Cli`], and clap's record of it (where
+/// each `serve` setting came from, which `--config` needs).
+///
+/// # Errors
+/// clap's answer to a command line that does not parse, or to `--help`.
+pub fn parse() -> Result<(Cli, ArgMatches), clap::Error> {
+    let command = Cli::command().mut_subcommand("serve", config::with_variables);
+    let matches = command.try_get_matches()?;
+    let cli = Cli::from_arg_matches(&matches)?;
+    Ok((cli, matches))
+}
+
+/// Runs the command `cli` names; `matches` is clap's record of it.
 ///
 /// # Errors
 /// Whatever stopped the command, worded for the user.
-pub async fn run(cli: Cli) -> anyhow::Result<()> {
+pub async fn run(cli: Cli, matches: &ArgMatches) -> anyhow::Result<()> {
     match cli.command {
-        Command::Serve(args) => serve::run(args).await,
+        // clap put serve's own record there, since serve is what it parsed.
+        Command::Serve(_) => {
+            serve::run(
+                matches
+                    .subcommand_matches("serve")
+                    .cloned()
+                    .unwrap_or_default(),
+            )
+            .await
+        }
         Command::Echo(args) => run_echo(args).await,
         Command::Send(args) => run_send(args).await,
         Command::Connect(args) => run_connect(args).await,

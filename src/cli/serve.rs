@@ -1,10 +1,12 @@
-//! `switchboard serve`: the flags turned into the hub's stores and edges,
-//! then the server run until a signal stops it.
+//! `switchboard serve`: the settings (flags, variables, `--config`) turned
+//! into the hub's stores and edges, then the server run until a signal stops
+//! it, reloading its settings on SIGHUP (`reload.rs`).
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::bail;
+use clap::ArgMatches;
 use metrics_exporter_prometheus::PrometheusBuilder;
 use switchboard::auth::{Access, Token};
 use switchboard::cluster::Directory;
@@ -19,26 +21,33 @@ use switchboard::model::names::RoomName;
 use switchboard::net::fd_limit::raise_fd_limit;
 use switchboard::net::listener;
 use switchboard::net::shutdown::{StopSignals, run_until_signalled};
-use switchboard::net::tls::{self, Identity};
+use switchboard::net::tls::{self, Certificate, Identity};
 use switchboard::server::{self, ServeOptions};
 use switchboard::transport::connection::{FirstLine, Lifecycle};
 use switchboard::transport::http::HttpConfig;
 use switchboard::transport::line::LineConfig;
+use switchboard::transport::live::{Live, Settings};
 use switchboard::transport::ws::WsConfig;
 use switchboard::transport::{Counters, prometheus};
-use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 
 use super::args::{ServeArgs, SyncArg};
-use super::{announce, listen_spec};
+use super::reload::Reloads;
+use super::{announce, config, listen_spec, write_stdout};
 
-/// `switchboard serve`.
-pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
+/// `switchboard serve`; `matches` is clap's record of its command line.
+pub async fn run(matches: ArgMatches) -> anyhow::Result<()> {
+    let args = config::load(&matches)?;
     let spec = listen_spec(&args.listen, server::DEFAULT_PORT)?;
-    // Every flag is checked (and the TLS files read) before the data
+    // Every setting is checked (and the TLS files read) before the data
     // directory or Redis is touched.
-    let options = serve_options(&args)?;
+    check(&args)?;
     let retention = retention(&args)?;
+    if args.print_config {
+        return write_stdout(config::to_toml(&args)?.as_bytes());
+    }
+    let certificate = certificate(&args)?;
+    let options = serve_options(&args, certificate.clone())?;
     raise_fd_limit();
     let listener = listener::bind_tcp(&spec).await?;
     let node = args
@@ -54,14 +63,18 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     };
     let hub = Hub::open(log, cluster, hub_config).await?;
     let signals = StopSignals::catch();
+    let reloads = Reloads::catch(matches, args, Arc::clone(&options.live), certificate);
     announce(listener.local_addr()?);
     let shutdown = CancellationToken::new();
-    run_until_signalled(
-        server::run(listener, hub.clone(), options, shutdown.clone()),
-        shutdown,
-        signals,
-    )
-    .await;
+    let serving = server::run(listener, hub.clone(), options, shutdown.clone());
+    let serving = async {
+        // Reloading never ends on its own: this ends when the server does.
+        tokio::select! {
+            () = serving => {}
+            () = reloads.run() => {}
+        }
+    };
+    run_until_signalled(serving, shutdown, signals).await;
     hub.close().await;
     Ok(())
 }
@@ -80,11 +93,11 @@ fn host_name() -> String {
         .unwrap_or_else(|| "localhost".into())
 }
 
-/// How the hub's edges behave, from `serve`'s flags.
+/// Refuses settings out of range.
 ///
 /// # Errors
-/// A flag out of range, or TLS files that cannot be used.
-fn serve_options(args: &ServeArgs) -> anyhow::Result<ServeOptions> {
+/// The first setting out of range, named by its flag.
+pub(super) fn check(args: &ServeArgs) -> anyhow::Result<()> {
     if args.rate.is_nan() || args.rate < 0.0 {
         bail!("--rate must be 0 (no limit) or a positive number of messages per second");
     }
@@ -108,12 +121,47 @@ fn serve_options(args: &ServeArgs) -> anyhow::Result<ServeOptions> {
             bail!("{flag} must be a non-empty word without spaces");
         }
     }
+    Ok(())
+}
+
+/// How the hub's edges behave, from `serve`'s settings (checked), presenting
+/// `certificate` to TLS clients.
+///
+/// # Errors
+/// A TLS library that cannot be set up.
+fn serve_options(
+    args: &ServeArgs,
+    certificate: Option<Arc<Certificate>>,
+) -> anyhow::Result<ServeOptions> {
     // Installed first: the transports' counters are looked up from it once.
     let metrics = PrometheusBuilder::new()
         .install_recorder()
         .map_err(|err| tracing::warn!("metrics are off: {err}"))
         .ok();
     prometheus::describe();
+    Ok(ServeOptions {
+        live: Arc::new(Live::new(settings(args))),
+        http: HttpConfig {
+            max_body: args.max_body,
+            posts: post_limits(args),
+        },
+        tls: certificate.map(tls::acceptor).transpose()?,
+        metrics,
+    })
+}
+
+/// What an HTTP post is held to: a connection's rate and burst, per client
+/// address, and the longest text any transport takes.
+fn post_limits(args: &ServeArgs) -> Limits {
+    Limits {
+        rate: args.rate,
+        burst: args.burst,
+        max_text: args.max_line.max(args.max_ws_message),
+    }
+}
+
+/// The settings SIGHUP can replace, from `serve`'s settings (checked).
+pub(super) fn settings(args: &ServeArgs) -> Settings {
     let idle_timeout = Duration::from_secs(args.idle_timeout.max(1));
     let default_room = RoomName::parse("lobby").expect("a valid room name");
     let limits = Limits {
@@ -133,7 +181,7 @@ fn serve_options(args: &ServeArgs) -> anyhow::Result<ServeOptions> {
         timeout: Duration::from_secs(args.silent_timeout),
         room: default_room.clone(),
     };
-    Ok(ServeOptions {
+    Settings {
         line: LineConfig {
             max_line: args.max_line,
             limits: Limits {
@@ -152,18 +200,12 @@ fn serve_options(args: &ServeArgs) -> anyhow::Result<ServeOptions> {
                 None,
             ),
         },
-        http: HttpConfig {
-            max_body: args.max_body,
-            posts: limits,
-        },
-        max_connections: args.max_connections,
         access: Access {
             client: args.token.as_deref().map(Token::new),
             admin: args.admin_token.as_deref().map(Token::new),
         },
-        tls: tls_acceptor(args)?,
-        metrics,
-    })
+        max_connections: args.max_connections,
+    }
 }
 
 /// How long history is kept, from `--keep-messages` and `--keep-days`.
@@ -240,22 +282,32 @@ fn ignore_file_size_signal() {
     }
 }
 
-/// The TLS acceptor `serve`'s flags ask for, if any.
-fn tls_acceptor(args: &ServeArgs) -> anyhow::Result<Option<TlsAcceptor>> {
-    let identity = match (&args.tls_cert, &args.tls_key) {
-        (Some(cert), Some(key)) => Identity::Files {
+/// Where the TLS certificate comes from, when TLS is on.
+pub(super) fn identity(args: &ServeArgs) -> Option<Identity> {
+    match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => Some(Identity::Files {
             cert: cert.clone(),
             key: key.clone(),
-        },
-        _ if args.tls_self_signed => Identity::SelfSigned,
-        _ => return Ok(None),
+        }),
+        _ if args.tls_self_signed => Some(Identity::SelfSigned),
+        _ => None,
+    }
+}
+
+/// The TLS certificate `serve`'s settings ask for, if any.
+///
+/// # Errors
+/// Files that cannot be read, or a key that does not fit the certificate.
+fn certificate(args: &ServeArgs) -> anyhow::Result<Option<Arc<Certificate>>> {
+    let Some(identity) = identity(args) else {
+        return Ok(None);
     };
-    let acceptor = tls::acceptor(&identity)?;
+    let certificate = Certificate::load(&identity)?;
     match identity {
         Identity::SelfSigned => {
             tracing::warn!("TLS with a self-signed certificate for localhost: for development only")
         }
         Identity::Files { cert, .. } => tracing::info!("TLS with {}", cert.display()),
     }
-    Ok(Some(acceptor))
+    Ok(Some(Arc::new(certificate)))
 }

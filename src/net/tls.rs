@@ -1,12 +1,16 @@
 //! TLS for servers (a certificate and key loaded from PEM files, or a
-//! self-signed certificate made at startup for development) and for clients
-//! (which server certificates to trust).
+//! self-signed certificate made at startup for development, replaceable
+//! while the server runs) and for clients (which server certificates to
+//! trust).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use arc_swap::ArcSwap;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::{WebPkiSupportedAlgorithms, ring};
+use rustls::server::{ClientHello, ResolvesServerCert};
+use rustls::sign::CertifiedKey;
 use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, ServerConfig, SignatureScheme};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName, UnixTime};
@@ -29,23 +33,69 @@ pub enum Identity {
     SelfSigned,
 }
 
-/// Builds the acceptor that turns accepted connections into TLS sessions.
-///
-/// # Errors
-/// [`Error::Tls`] naming the file that could not be read or the key that
-/// does not fit the certificate.
-pub fn acceptor(identity: &Identity) -> Result<TlsAcceptor> {
+/// The certificate and key a TLS server presents, replaceable while it runs
+/// (SIGHUP): each handshake takes the current pair.
+#[derive(Debug)]
+pub struct Certificate(ArcSwap<CertifiedKey>);
+
+impl Certificate {
+    /// Loads the pair `identity` names.
+    ///
+    /// # Errors
+    /// [`Error::Tls`] naming the file that could not be read or the key that
+    /// does not fit the certificate.
+    pub fn load(identity: &Identity) -> Result<Self> {
+        Ok(Self(ArcSwap::from_pointee(certified(identity)?)))
+    }
+
+    /// Loads the pair `identity` names again and presents it from the next
+    /// handshake on; `false` when it is the pair presented already.
+    ///
+    /// # Errors
+    /// As [`Certificate::load`]; the current pair then stays.
+    pub fn reload(&self, identity: &Identity) -> Result<bool> {
+        let fresh = certified(identity)?;
+        if fresh.cert == self.0.load().cert {
+            return Ok(false);
+        }
+        self.0.store(Arc::new(fresh));
+        Ok(true)
+    }
+}
+
+impl ResolvesServerCert for Certificate {
+    fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        Some(self.0.load_full())
+    }
+}
+
+/// Reads (or makes) the pair `identity` names and checks that the key fits
+/// the certificate.
+fn certified(identity: &Identity) -> Result<CertifiedKey> {
     let (chain, key) = match identity {
         Identity::Files { cert, key } => (read_chain(cert, "TLS certificate")?, read_key(key)?),
         Identity::SelfSigned => self_signed()?,
     };
+    CertifiedKey::from_der(chain, key, &ring::default_provider()).map_err(|err| Error::Tls {
+        context: "could not use the TLS certificate and key".into(),
+        reason: err.to_string(),
+    })
+}
+
+/// Builds the acceptor that turns accepted connections into TLS sessions,
+/// presenting what `certificate` holds at each handshake.
+///
+/// # Errors
+/// [`Error::Tls`] when the TLS library cannot be set up.
+pub fn acceptor(certificate: Arc<Certificate>) -> Result<TlsAcceptor> {
     let mut config = ServerConfig::builder_with_provider(Arc::new(ring::default_provider()))
         .with_safe_default_protocol_versions()
-        .and_then(|builder| builder.with_no_client_auth().with_single_cert(chain, key))
         .map_err(|err| Error::Tls {
-            context: "could not use the TLS certificate and key".into(),
+            context: "could not set up TLS".into(),
             reason: err.to_string(),
-        })?;
+        })?
+        .with_no_client_auth()
+        .with_cert_resolver(certificate);
     // HTTP/1.1 only: the same connection may become a WebSocket.
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(TlsAcceptor::from(Arc::new(config)))
@@ -198,17 +248,32 @@ mod tests {
 
     #[test]
     fn a_self_signed_identity_makes_an_acceptor() {
-        assert!(acceptor(&Identity::SelfSigned).is_ok());
+        let certificate = Certificate::load(&Identity::SelfSigned).expect("made");
+        assert!(acceptor(Arc::new(certificate)).is_ok());
+    }
+
+    #[test]
+    fn a_reload_replaces_the_pair_only_when_it_changed() {
+        let certificate = Certificate::load(&Identity::SelfSigned).expect("made");
+        let first = certificate.0.load_full();
+        assert!(certificate.reload(&Identity::SelfSigned).expect("made"));
+        assert_ne!(certificate.0.load().cert, first.cert);
+        let missing = Identity::Files {
+            cert: "/nonexistent/cert.pem".into(),
+            key: "/nonexistent/key.pem".into(),
+        };
+        let current = certificate.0.load_full();
+        assert!(certificate.reload(&missing).is_err());
+        assert_eq!(certificate.0.load().cert, current.cert);
     }
 
     #[test]
     fn missing_files_are_named() {
-        let err = acceptor(&Identity::Files {
+        let err = Certificate::load(&Identity::Files {
             cert: "/nonexistent/cert.pem".into(),
             key: "/nonexistent/key.pem".into(),
         })
-        .err()
-        .expect("fails");
+        .expect_err("fails");
         assert_eq!(
             err.to_string(),
             "could not read TLS certificate /nonexistent/cert.pem: no such file or directory"

@@ -4,6 +4,7 @@
 pub mod sniff;
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use std::io::Cursor;
@@ -12,7 +13,6 @@ use tokio::io::{
     AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, Chain, Join, ReadHalf, WriteHalf,
 };
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::Semaphore;
 use tokio::time::timeout;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
@@ -21,13 +21,12 @@ use tokio_util::task::TaskTracker;
 use axum::Router;
 use metrics_exporter_prometheus::PrometheusHandle;
 
-use crate::auth::Access;
 use crate::error::Result;
 use crate::hub::Hub;
 use crate::net::accept::{self, Peer};
 use crate::transport::http::{self, AppState, HttpConfig, Posting};
-use crate::transport::line::{self, Admission, LineConfig};
-use crate::transport::ws::WsConfig;
+use crate::transport::line::{self, Admission};
+use crate::transport::live::Live;
 use sniff::Kind;
 
 /// The port `switchboard serve` listens on by default.
@@ -42,16 +41,10 @@ pub const GREETING_SILENCE: Duration = Duration::from_millis(250);
 /// How the chat server behaves.
 #[derive(Clone)]
 pub struct ServeOptions {
-    /// Line clients' limits and first room.
-    pub line: LineConfig,
-    /// WebSocket clients' limits and first room.
-    pub ws: WsConfig,
+    /// The settings SIGHUP replaces: limits, timeouts, tokens.
+    pub live: Arc<Live>,
     /// HTTP limits.
     pub http: HttpConfig,
-    /// The most connections served at once.
-    pub max_connections: usize,
-    /// The tokens clients must present.
-    pub access: Access,
     /// Turns TLS on for every kind of client, when set.
     pub tls: Option<TlsAcceptor>,
     /// Renders `/metrics`, when a recorder is installed.
@@ -67,37 +60,39 @@ pub async fn run(
     shutdown: CancellationToken,
 ) {
     let sessions = TaskTracker::new();
-    let access = Arc::new(options.access);
     let app = http::router(
         AppState {
             hub: hub.clone(),
-            ws: Arc::new(options.ws),
+            live: Arc::clone(&options.live),
             metrics: options.metrics,
             sessions: sessions.clone(),
-            access: Arc::clone(&access),
             shutdown: shutdown.clone(),
             posting: Arc::new(Posting::new(&options.http)),
         },
         &options.http,
     );
+    let slots = Arc::new(Slots {
+        used: AtomicUsize::new(0),
+        live: Arc::clone(&options.live),
+    });
     let edges = Arc::new(Edges {
         hub: hub.clone(),
-        line: Arc::new(options.line),
-        access,
+        live: options.live,
         tls: options.tls,
         app,
     });
-    let slots = Arc::new(Semaphore::new(options.max_connections));
-    let max_connections = options.max_connections;
     let connection_shutdown = shutdown.clone();
     let stopping = shutdown.clone();
     let accepting = accept::serve(listener, shutdown, move |stream, peer| {
         let edges = Arc::clone(&edges);
         let shutdown = connection_shutdown.clone();
-        let slot = Arc::clone(&slots).try_acquire_owned();
+        let slot = Slots::take(&slots);
         async move {
-            let Ok(_slot) = slot else {
-                let refusal = format!("! server full ({max_connections} connections): try later\n");
+            let Some(_slot) = slot else {
+                let refusal = format!(
+                    "! server full ({} connections): try later\n",
+                    edges.live.max_connections()
+                );
                 return say_and_close(stream, refusal.as_bytes()).await;
             };
             edges.dispatch(stream, peer, shutdown).await
@@ -122,11 +117,40 @@ pub async fn run(
     }
 }
 
+/// The connections being served, counted against `--max-connections` as
+/// it is now (a lower limit refuses new connections, drops none).
+struct Slots {
+    used: AtomicUsize,
+    live: Arc<Live>,
+}
+
+/// One connection's place among the [`Slots`], given back when dropped.
+struct Slot(Arc<Slots>);
+
+impl Slots {
+    /// A place for one more connection; `None` when every place is taken.
+    fn take(slots: &Arc<Self>) -> Option<Slot> {
+        let max = slots.live.max_connections();
+        slots
+            .used
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |used| {
+                (used < max).then_some(used + 1)
+            })
+            .ok()?;
+        Some(Slot(Arc::clone(slots)))
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.0.used.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
 /// What the transports need, shared by every connection.
 struct Edges {
     hub: Hub,
-    line: Arc<LineConfig>,
-    access: Arc<Access>,
+    live: Arc<Live>,
     tls: Option<TlsAcceptor>,
     app: Router,
 }
@@ -191,19 +215,23 @@ impl Edges {
     {
         match kind {
             Kind::Line => {
-                let admission = Box::pin(line::authenticate(
-                    &mut stream,
-                    &self.access,
-                    &self.line,
-                    &shutdown,
-                ));
-                let Admission::In(input) = admission.await? else {
+                // The settings in force are read inside the boxed admission
+                // and where the session starts: a local copy would take room
+                // in the future for the connection's whole life.
+                let live = &self.live;
+                let admission = Box::pin(async {
+                    let access = live.access();
+                    let admitted =
+                        line::authenticate(&mut stream, &access, &live.line(), &shutdown).await?;
+                    // A client that gave the token has said its first line.
+                    Ok::<_, crate::error::Error>((admitted, access.client_token_required()))
+                });
+                let (Admission::In(input), spoken) = admission.await? else {
                     return Ok(());
                 };
-                // A client that gave the token has said its first line.
-                let spoken = self.access.client_token_required();
-                let (hub, config) = (self.hub.clone(), Arc::clone(&self.line));
-                line::serve(stream, input, peer, tls, spoken, hub, &config).await
+                let hub = self.hub.clone();
+                let serving = line::serve(stream, input, peer, tls, spoken, hub, &live.line());
+                serving.await
             }
             Kind::Http => {
                 let hub = self.hub.clone();

@@ -38,7 +38,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tower::ServiceExt;
 
-use crate::auth::{self, Access, Denial, Need};
+use crate::auth::{self, Denial, Need};
 use crate::error::{Error, Result};
 use crate::hub::event::ErrorCode;
 use crate::hub::session::{DEFAULT_HISTORY, Limits, MAX_HISTORY, refuse_text};
@@ -52,8 +52,9 @@ use crate::net::websocket::{
 use crate::protocol::json::message;
 use crate::transport::address_rate::{AddressBuckets, MAX_ADDRESSES};
 use crate::transport::diary;
+use crate::transport::live::Live;
 use crate::transport::prometheus;
-use crate::transport::ws::{self, JoinQuery, WsConfig};
+use crate::transport::ws::{self, JoinQuery};
 
 /// The browser chat page, built into the binary.
 const PAGE: &str = include_str!("../../web/index.html");
@@ -105,15 +106,13 @@ impl Posting {
 pub struct AppState {
     /// The hub.
     pub hub: Hub,
-    /// WebSocket settings.
-    pub ws: Arc<WsConfig>,
+    /// The settings SIGHUP replaces: WebSocket limits, the tokens.
+    pub live: Arc<Live>,
     /// Renders `/metrics`.
     pub metrics: Option<PrometheusHandle>,
     /// WebSocket sessions: axum spawns them, this owns them, so shutdown
     /// waits for them like for every other connection.
     pub sessions: TaskTracker,
-    /// The tokens clients must present.
-    pub access: Arc<Access>,
     /// Cancelled when the server stops: live diaries say goodbye.
     pub shutdown: CancellationToken,
     /// What posts are held to.
@@ -154,7 +153,7 @@ pub fn router(state: AppState, config: &HttpConfig) -> Router {
         })
         .layer(DefaultBodyLimit::max(config.max_body))
         .layer(middleware::from_fn_with_state(
-            Arc::clone(&state.access),
+            Arc::clone(&state.live),
             require_token,
         ))
         .layer(middleware::from_fn(count_request))
@@ -308,11 +307,7 @@ pub fn api_error(status: StatusCode, code: &str, message: impl Into<String>) -> 
 /// `Authorization: Bearer T`, or `?token=T` on `/ws`, `/diary` and
 /// `/api/connections` (a browser cannot set headers on a WebSocket, nor on
 /// a page it opens). The chat page and the health check are open to all.
-async fn require_token(
-    State(access): State<Arc<Access>>,
-    request: Request,
-    next: Next,
-) -> Response {
+async fn require_token(State(live): State<Arc<Live>>, request: Request, next: Next) -> Response {
     let path = request.uri().path();
     let need = match path {
         "/" | "/healthz" => Need::Nothing,
@@ -323,7 +318,8 @@ async fn require_token(
         .then(|| auth::query_token(request.uri().query()))
         .flatten();
     let offered = auth::bearer(request.headers()).or(from_query.as_deref());
-    match access.check(need, offered) {
+    let verdict = live.access().check(need, offered);
+    match verdict {
         Ok(()) => next.run(request).await,
         Err(Denial::Forbidden) => api_error(
             StatusCode::FORBIDDEN,
@@ -482,7 +478,7 @@ async fn post_message(
         };
         return api_error(status, code.as_str(), message);
     }
-    if !state.access.is_admin(auth::bearer(&headers)) {
+    if !state.live.access().is_admin(auth::bearer(&headers)) {
         match state.hub.holder(&from).await {
             Ok(None) => {}
             Ok(Some(holder)) => return impersonation(&holder),
@@ -611,10 +607,11 @@ async fn web_socket(
     let on_upgrade = hyper::upgrade::on(&mut request);
     let AppState {
         hub,
-        ws: config,
+        live,
         sessions,
         ..
     } = state;
+    let config = live.ws();
     let tracker = sessions.clone();
     let handshake = async move {
         let upgraded = match on_upgrade.await {

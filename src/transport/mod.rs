@@ -3,7 +3,8 @@
 //! ([`framing`] splits their input into lines), [`ws`] WebSocket clients,
 //! [`http`] short-lived HTTP requests (with [`prometheus`] for `/metrics`,
 //! their posts rate-limited per address by [`address_rate`]) and [`diary`]
-//! the live diary of them all.
+//! the live diary of them all; [`live`] holds the settings they read, which
+//! SIGHUP replaces.
 
 pub mod address_rate;
 pub mod connection;
@@ -11,6 +12,7 @@ pub mod diary;
 pub mod framing;
 pub mod http;
 pub mod line;
+pub mod live;
 pub mod prometheus;
 pub mod ws;
 
