@@ -4,13 +4,15 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::bail;
+use anyhow::{anyhow, bail};
 use metrics_exporter_prometheus::PrometheusBuilder;
 use switchboard::auth::{Access, Token};
 use switchboard::cluster::Directory;
 use switchboard::cluster::redis::RedisDirectory;
 use switchboard::hub::session::Limits;
 use switchboard::hub::{Hub, HubConfig};
+use switchboard::limits::cidr::TrustList;
+use switchboard::limits::{ConnectionLimits, Gate};
 use switchboard::log::memory::MemoryLog;
 use switchboard::log::redis::{RedisLog, RedisOptions};
 use switchboard::log::sqlite::{Durability, SqliteLog, SqliteOptions};
@@ -90,6 +92,10 @@ fn serve_options(args: &ServeArgs) -> anyhow::Result<ServeOptions> {
     if args.burst == 0 || args.queue == 0 || args.max_connections == 0 {
         bail!("--burst, --queue and --max-connections must be positive");
     }
+    if !args.connect_rate.is_finite() || args.connect_rate < 0.0 {
+        bail!("--connect-rate must be 0 (no limit) or a positive number of connections per second");
+    }
+    let trusted = TrustList::parse(&args.trust).map_err(|err| anyhow!("--trust: {err}"))?;
     if args.silent_timeout == 0 {
         bail!("--silent-timeout must be at least 1 second");
     }
@@ -153,7 +159,12 @@ fn serve_options(args: &ServeArgs) -> anyhow::Result<ServeOptions> {
         http: HttpConfig {
             max_body: args.max_body,
         },
-        max_connections: args.max_connections,
+        gate: Gate::new(ConnectionLimits {
+            max_connections: args.max_connections,
+            per_address: args.max_per_address,
+            connect_rate: args.connect_rate,
+            trusted,
+        }),
         access: Access {
             client: args.token.as_deref().map(Token::new),
             admin: args.admin_token.as_deref().map(Token::new),

@@ -1,6 +1,9 @@
-//! `switchboard serve`: the chat hub on one port. Each accepted connection is
-//! told apart by its first bytes ([`sniff`]) and handed to its transport.
+//! `switchboard serve`: the chat hub on one port. Each accepted connection
+//! is let in by the connection limits ([`Gate`]), or refused in words it
+//! reads ([`refuse`]), then told apart by its first bytes ([`sniff`]) and
+//! handed to its transport.
 
+pub mod refuse;
 pub mod sniff;
 
 use std::sync::Arc;
@@ -8,11 +11,9 @@ use std::time::Duration;
 
 use std::io::Cursor;
 
-use tokio::io::{
-    AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, Chain, Join, ReadHalf, WriteHalf,
-};
+use futures_util::future::Either;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, Chain, Join, ReadHalf, WriteHalf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::Semaphore;
 use tokio::time::timeout;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
@@ -24,10 +25,12 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use crate::auth::Access;
 use crate::error::Result;
 use crate::hub::Hub;
-use crate::net::accept::{self, Peer};
+use crate::limits::{Gate, Slot};
+use crate::net::accept::{self, Ended, Peer};
 use crate::transport::http::{self, AppState, HttpConfig};
 use crate::transport::line::{self, Admission, LineConfig};
 use crate::transport::ws::WsConfig;
+use refuse::Refuser;
 use sniff::Kind;
 
 /// The port `switchboard serve` listens on by default.
@@ -48,8 +51,9 @@ pub struct ServeOptions {
     pub ws: WsConfig,
     /// HTTP limits.
     pub http: HttpConfig,
-    /// The most connections served at once.
-    pub max_connections: usize,
+    /// Connections at once, per address and per second: the limits, which
+    /// can be replaced while the server runs ([`Gate::set_limits`]).
+    pub gate: Arc<Gate>,
     /// The tokens clients must present.
     pub access: Access,
     /// Turns TLS on for every kind of client, when set.
@@ -86,20 +90,18 @@ pub async fn run(
         tls: options.tls,
         app,
     });
-    let slots = Arc::new(Semaphore::new(options.max_connections));
-    let max_connections = options.max_connections;
+    let gate = options.gate;
+    let refuser = Refuser::new(edges.tls.clone());
     let connection_shutdown = shutdown.clone();
     let stopping = shutdown.clone();
     let accepting = accept::serve(listener, shutdown, move |stream, peer| {
-        let edges = Arc::clone(&edges);
-        let shutdown = connection_shutdown.clone();
-        let slot = Arc::clone(&slots).try_acquire_owned();
-        async move {
-            let Ok(_slot) = slot else {
-                let refusal = format!("! server full ({max_connections} connections): try later\n");
-                return say_and_close(stream, refusal.as_bytes()).await;
-            };
-            edges.dispatch(stream, peer, shutdown).await
+        match gate.admit(peer.addr.ip()) {
+            Ok(slot) => {
+                let edges = Arc::clone(&edges);
+                let shutdown = connection_shutdown.clone();
+                Either::Left(async move { edges.dispatch(stream, peer, slot, shutdown).await })
+            }
+            Err(refused) => Either::Right(refuser.refuse(stream, peer, refused)),
         }
     });
     // Connections in the hub learn of the shutdown from it, through their queues.
@@ -131,7 +133,9 @@ struct Edges {
 }
 
 impl Edges {
-    /// Hands a connection to the transport its first bytes call for.
+    /// Hands a connection to the transport its first bytes call for; its
+    /// `slot` is held until it ends (by its WebSocket session, when it
+    /// becomes one).
     ///
     /// The TLS and HTTP paths are boxed: a future is as big as its biggest
     /// path, and every idle line client would otherwise pay for theirs
@@ -140,39 +144,41 @@ impl Edges {
         &self,
         stream: TcpStream,
         peer: Peer,
+        slot: Slot,
         shutdown: CancellationToken,
-    ) -> Result<()> {
+    ) -> Result<Ended> {
+        let connection = Connection {
+            peer,
+            slot,
+            shutdown,
+        };
         match sniff::sniff(&stream, GREETING_SILENCE).await {
-            Kind::Tls => Box::pin(self.serve_tls(stream, peer, shutdown)).await,
-            kind => self.serve_as(kind, stream, peer, false, shutdown).await,
+            Kind::Tls => Box::pin(self.serve_tls(stream, connection)).await,
+            kind => self.serve_as(kind, stream, false, connection).await,
         }
     }
 
     /// Completes a TLS handshake, then tells the client apart by its first
     /// decrypted bytes and serves it like a plain one.
-    async fn serve_tls(
-        &self,
-        stream: TcpStream,
-        peer: Peer,
-        shutdown: CancellationToken,
-    ) -> Result<()> {
+    async fn serve_tls(&self, stream: TcpStream, connection: Connection) -> Result<Ended> {
+        let peer = connection.peer;
         let Some(acceptor) = &self.tls else {
             tracing::debug!("{peer}: TLS ClientHello, but TLS is not enabled");
-            return Ok(());
+            return Ok(Ended::Closed);
         };
         let mut session = match timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
             Ok(Ok(session)) => session,
             Ok(Err(err)) => {
                 tracing::debug!("{peer}: TLS handshake failed: {err}");
-                return Ok(());
+                return Ok(Ended::Closed);
             }
             Err(_) => {
                 tracing::debug!("{peer}: TLS handshake not done in time");
-                return Ok(());
+                return Ok(Ended::Closed);
             }
         };
         let (kind, first) = sniff::sniff_by_reading(&mut session, GREETING_SILENCE).await?;
-        self.serve_as(kind, rewind(first, session), peer, true, shutdown)
+        self.serve_as(kind, rewind(first, session), true, connection)
             .await
     }
 
@@ -181,13 +187,17 @@ impl Edges {
         &self,
         kind: Kind,
         mut stream: S,
-        peer: Peer,
         tls: bool,
-        shutdown: CancellationToken,
-    ) -> Result<()>
+        connection: Connection,
+    ) -> Result<Ended>
     where
         S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
+        let Connection {
+            peer,
+            slot,
+            shutdown,
+        } = connection;
         match kind {
             Kind::Line => {
                 let admission = Box::pin(line::authenticate(
@@ -197,23 +207,32 @@ impl Edges {
                     &shutdown,
                 ));
                 let Admission::In(input) = admission.await? else {
-                    return Ok(());
+                    return Ok(Ended::Closed);
                 };
                 // A client that gave the token has said its first line.
                 let spoken = self.access.client_token_required();
                 let (hub, config) = (self.hub.clone(), Arc::clone(&self.line));
-                line::serve(stream, input, peer, tls, spoken, hub, &config).await
+                line::serve(stream, input, peer, tls, spoken, hub, &config).await?;
+                drop(slot);
+                Ok(Ended::Closed)
             }
             Kind::Http => {
                 let hub = self.hub.clone();
-                Box::pin(http::serve(stream, peer, tls, hub, self.app.clone())).await
+                Box::pin(http::serve(stream, peer, tls, hub, self.app.clone(), slot)).await
             }
             Kind::Tls => {
                 tracing::debug!("{peer}: a TLS ClientHello where none belongs");
-                Ok(())
+                Ok(Ended::Closed)
             }
         }
     }
+}
+
+/// What a connection brings to its transport besides its stream.
+struct Connection {
+    peer: Peer,
+    slot: Slot,
+    shutdown: CancellationToken,
 }
 
 /// A stream whose first bytes were read to tell the client apart: they are
@@ -227,16 +246,6 @@ fn rewind<S: AsyncRead + AsyncWrite>(mut first: Vec<u8>, stream: S) -> Rewound<S
     tokio::io::join(Cursor::new(first).chain(read), write)
 }
 
-/// Writes `bytes` and closes, giving a slow peer one second.
-async fn say_and_close(mut stream: TcpStream, bytes: &[u8]) -> Result<()> {
-    let farewell = async {
-        stream.write_all(bytes).await?;
-        stream.shutdown().await
-    };
-    let _ = tokio::time::timeout(Duration::from_secs(1), farewell).await;
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -244,7 +253,7 @@ mod tests {
     /// The size of what `function` returns, without calling it.
     fn returned_size<F, R>(_function: F) -> usize
     where
-        F: FnOnce(&'static Edges, TcpStream, Peer, CancellationToken) -> R,
+        F: FnOnce(&'static Edges, TcpStream, Peer, Slot, CancellationToken) -> R,
     {
         size_of::<R>()
     }
@@ -255,8 +264,9 @@ mod tests {
     /// line session).
     #[test]
     fn an_idle_line_client_does_not_pay_for_the_other_paths() {
-        let size =
-            returned_size(|edges, stream, peer, shutdown| edges.dispatch(stream, peer, shutdown));
+        let size = returned_size(|edges, stream, peer, slot, shutdown| {
+            edges.dispatch(stream, peer, slot, shutdown)
+        });
         assert!(size <= 896, "the connection future is {size} bytes");
     }
 }
