@@ -5,8 +5,8 @@
 //! [`echo`] is the echo server; [`client`] holds `send` and `connect`;
 //! [`bench`] is the load generator. The chat hub is [`hub`] (rooms, nicks,
 //! ids, presence; no sockets) in the middle, [`transport`] at the edges,
-//! [`protocol`] for the wire formats, [`storage`] for history, and [`server`]
-//! to accept and dispatch connections. The
+//! [`protocol`] for the wire formats, [`storage`] for history, [`limits`]
+//! for who may connect, and [`server`] to accept and dispatch connections. The
 //! binary (`src/main.rs`, `src/cli/`) only parses arguments and calls these.
 
 pub mod auth;
@@ -16,6 +16,7 @@ pub mod cluster;
 pub mod echo;
 pub mod error;
 pub mod hub;
+pub mod limits;
 pub mod log;
 pub mod model;
 pub mod net;

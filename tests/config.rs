@@ -276,3 +276,30 @@ fn sighup_with_a_bad_file_changes_nothing() {
     server.wait_for_log("reloaded: --max-connections 1 → 2");
     let _second = LineClient::greeted(&server);
 }
+
+#[test]
+fn sighup_changes_the_per_address_limits() {
+    let dir = scratch_dir("reload-per-address");
+    let file = write(
+        &dir,
+        "limits.toml",
+        "trust = \"none\"\nmax-per-address = 1\n",
+    );
+    let server = Server::start(&["serve", "--config", &file]);
+    let _first = LineClient::greeted(&server);
+    let mut refusal = String::new();
+    server.connect().read_to_string(&mut refusal).unwrap();
+    assert_eq!(
+        refusal,
+        "! too many connections from your address (1): try later\n"
+    );
+
+    write(
+        &dir,
+        "limits.toml",
+        "trust = \"none\"\nmax-per-address = 2\n",
+    );
+    signal(server.pid(), libc::SIGHUP);
+    server.wait_for_log("reloaded: --max-per-address 1 → 2");
+    let _second = LineClient::greeted(&server);
+}

@@ -21,4 +21,5 @@ mod connect_tls;
 mod echo_tcp;
 mod echo_udp;
 mod echo_ws;
+mod limits;
 mod send;

@@ -150,6 +150,12 @@ impl Server {
         stream
     }
 
+    /// Whether a stderr line so far contains `needle`.
+    pub fn has_logged(&self, needle: &str) -> bool {
+        let lines = self.log.lines.lock().unwrap();
+        lines.iter().any(|line| line.contains(needle))
+    }
+
     /// Waits until a stderr line contains `needle` and returns that line.
     pub fn wait_for_log(&self, needle: &str) -> String {
         let deadline = Instant::now() + LOG_WAIT;
@@ -330,7 +336,11 @@ impl LineClient {
 
     /// Connects and reads nothing yet.
     pub fn connected(server: &Server) -> Self {
-        let stream = server.connect();
+        Self::over(server.connect())
+    }
+
+    /// A client on a connection made already; reads nothing yet.
+    pub fn over(stream: TcpStream) -> Self {
         let writer = stream.try_clone().expect("clone stream");
         Self {
             reader: BufReader::new(stream),

@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use clap::{ArgAction, Args, Parser, Subcommand};
 use serde::Serialize;
+use switchboard::limits::cidr::TrustList;
 
 /// switchboard: echo servers, netcat-style clients and a chat hub, in one binary.
 #[derive(Debug, Parser)]
@@ -22,7 +23,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the chat hub: nc users, browsers and curl in the same rooms.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Run an echo server over TCP (default), UDP or WebSocket.
     Echo(EchoArgs),
     /// Send one message and print the first reply, like the Node tutorial's client.
@@ -76,6 +77,22 @@ pub struct ServeArgs {
     /// The most connections served at once.
     #[arg(long, default_value_t = 10_000)]
     pub max_connections: usize,
+
+    /// The most connections at once from one client address (IPv6: from
+    /// one /64); 0 for no limit. --trust lists the addresses exempt.
+    #[arg(long, default_value_t = 100, value_name = "N")]
+    pub max_per_address: usize,
+
+    /// New connections per second from one client address, in bursts of up
+    /// to twice as many; 0 for no limit. --trust lists the addresses exempt.
+    #[arg(long, default_value_t = 20.0, value_name = "PER_SECOND")]
+    pub connect_rate: f64,
+
+    /// Addresses the per-address limits do not apply to (load balancers,
+    /// reverse proxies), as CIDR[,CIDR…]; `none` trusts nobody. Loopback by
+    /// default: a proxy on the same host makes every client 127.0.0.1.
+    #[arg(long, value_name = "CIDRS", default_value = TrustList::DEFAULT)]
+    pub trust: String,
 
     /// The longest line a line client may send, in bytes.
     #[arg(long, default_value_t = 8192, value_name = "BYTES")]

@@ -19,8 +19,11 @@ use super::serve::{check, identity, settings};
 /// The settings SIGHUP applies, besides the TLS certificate; a change to any
 /// other is logged as needing a restart. A new one is a key here and a field
 /// of `Settings` (`transport/live.rs`).
-const RELOADED: [&str; 10] = [
+const RELOADED: [&str; 13] = [
     "max-connections",
+    "max-per-address",
+    "connect-rate",
+    "trust",
     "max-line",
     "rate",
     "burst",
@@ -85,9 +88,15 @@ impl Reloads {
     fn reload(&mut self) {
         let loaded = config::load(&self.matches).and_then(|args| {
             check(&args)?;
-            Ok((config::table(&self.args)?, config::table(&args)?, args))
+            let settings = settings(&args)?;
+            Ok((
+                config::table(&self.args)?,
+                config::table(&args)?,
+                args,
+                settings,
+            ))
         });
-        let (old, new, args) = match loaded {
+        let (old, new, args, settings) = match loaded {
             Ok(loaded) => loaded,
             Err(err) => return tracing::warn!("reload refused, nothing changed: {err:#}"),
         };
@@ -99,7 +108,7 @@ impl Reloads {
         if !changed {
             tracing::info!("reload: nothing changed");
         }
-        self.live.replace(settings(&args));
+        self.live.replace(settings);
         self.args = args;
     }
 

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::bail;
+use anyhow::{anyhow, bail};
 use clap::ArgMatches;
 use metrics_exporter_prometheus::PrometheusBuilder;
 use switchboard::auth::{Access, Token};
@@ -13,6 +13,8 @@ use switchboard::cluster::Directory;
 use switchboard::cluster::redis::RedisDirectory;
 use switchboard::hub::session::Limits;
 use switchboard::hub::{Hub, HubConfig};
+use switchboard::limits::ConnectionLimits;
+use switchboard::limits::cidr::TrustList;
 use switchboard::log::memory::{DEFAULT_KEEP_BYTES, MemoryLog};
 use switchboard::log::redis::{RedisLog, RedisOptions};
 use switchboard::log::sqlite::{Durability, SqliteLog, SqliteOptions};
@@ -104,6 +106,10 @@ pub(super) fn check(args: &ServeArgs) -> anyhow::Result<()> {
     if args.burst == 0 || args.queue == 0 || args.max_connections == 0 || args.max_rooms == 0 {
         bail!("--burst, --queue, --max-connections and --max-rooms must be positive");
     }
+    if !args.connect_rate.is_finite() || args.connect_rate < 0.0 {
+        bail!("--connect-rate must be 0 (no limit) or a positive number of connections per second");
+    }
+    TrustList::parse(&args.trust).map_err(|err| anyhow!("--trust: {err}"))?;
     if args.silent_timeout == 0 {
         bail!("--silent-timeout must be at least 1 second");
     }
@@ -140,7 +146,7 @@ fn serve_options(
         .ok();
     prometheus::describe();
     Ok(ServeOptions {
-        live: Arc::new(Live::new(settings(args))),
+        live: Arc::new(Live::new(settings(args)?)),
         http: HttpConfig {
             max_body: args.max_body,
             posts: post_limits(args),
@@ -161,7 +167,10 @@ fn post_limits(args: &ServeArgs) -> Limits {
 }
 
 /// The settings SIGHUP can replace, from `serve`'s settings (checked).
-pub(super) fn settings(args: &ServeArgs) -> Settings {
+///
+/// # Errors
+/// A `--trust` list that does not parse.
+pub(super) fn settings(args: &ServeArgs) -> anyhow::Result<Settings> {
     let idle_timeout = Duration::from_secs(args.idle_timeout.max(1));
     let default_room = RoomName::parse("lobby").expect("a valid room name");
     let limits = Limits {
@@ -181,7 +190,7 @@ pub(super) fn settings(args: &ServeArgs) -> Settings {
         timeout: Duration::from_secs(args.silent_timeout),
         room: default_room.clone(),
     };
-    Settings {
+    Ok(Settings {
         line: LineConfig {
             max_line: args.max_line,
             limits: Limits {
@@ -204,8 +213,21 @@ pub(super) fn settings(args: &ServeArgs) -> Settings {
             client: args.token.as_deref().map(Token::new),
             admin: args.admin_token.as_deref().map(Token::new),
         },
+        connections: connection_limits(args)?,
+    })
+}
+
+/// Connections at once, per address and per second, from `serve`'s settings.
+///
+/// # Errors
+/// A `--trust` list that does not parse.
+fn connection_limits(args: &ServeArgs) -> anyhow::Result<ConnectionLimits> {
+    Ok(ConnectionLimits {
         max_connections: args.max_connections,
-    }
+        per_address: args.max_per_address,
+        connect_rate: args.connect_rate,
+        trusted: TrustList::parse(&args.trust).map_err(|err| anyhow!("--trust: {err}"))?,
+    })
 }
 
 /// How long history is kept, from `--keep-messages` and `--keep-days`.

@@ -1,7 +1,8 @@
 //! The accept loop every TCP server shares.
 //!
 //! It owns one task per connection (a [`TaskTracker`]), logs each peer and its
-//! file descriptor when it connects and when it goes away, survives accept
+//! file descriptor when it connects and when it goes away (or hands it to a
+//! session that logs that itself, [`Ended::HandedOff`]), survives accept
 //! errors (running out of file descriptors backs off instead of ending the
 //! server) and, on shutdown, stops accepting and waits for the connections.
 
@@ -51,6 +52,22 @@ impl fmt::Display for Peer {
     }
 }
 
+/// How a connection's task ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Ended {
+    /// The connection is closed.
+    Closed,
+    /// The connection lives on in a session of its own (a WebSocket), which
+    /// logs its end.
+    HandedOff,
+}
+
+impl From<()> for Ended {
+    fn from((): ()) -> Self {
+        Self::Closed
+    }
+}
+
 pin_project_lite::pin_project! {
     /// A connection's future that logs the disconnect when it ends.
     ///
@@ -64,26 +81,35 @@ pin_project_lite::pin_project! {
     }
 }
 
-impl<F: Future<Output = Result<()>>> Future for LoggedConnection<F> {
+impl<F, O> Future for LoggedConnection<F>
+where
+    F: Future<Output = Result<O>>,
+    O: Into<Ended>,
+{
     type Output = ();
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
         let this = self.project();
         let peer = *this.peer;
-        this.connection.poll(cx).map(|outcome| match outcome {
-            Ok(()) => tracing::info!("disconnected {peer}"),
-            Err(err) => tracing::info!("disconnected {peer}: {err}"),
-        })
+        this.connection
+            .poll(cx)
+            .map(|outcome| match outcome.map(Into::into) {
+                Ok(Ended::Closed) => tracing::info!("disconnected {peer}"),
+                Ok(Ended::HandedOff) => tracing::debug!("{peer}: handed to its session"),
+                Err(err) => tracing::info!("disconnected {peer}: {err}"),
+            })
     }
 }
 
 /// Accepts connections on `listener` until `shutdown` is cancelled, running
 /// `handle` for each on its own task, then waits (at most [`SHUTDOWN_GRACE`])
-/// for those tasks to end.
-pub async fn serve<H, F>(listener: TcpListener, shutdown: CancellationToken, handle: H)
+/// for those tasks to end. A task's output says how the connection ended
+/// (`()`: closed).
+pub async fn serve<H, F, O>(listener: TcpListener, shutdown: CancellationToken, handle: H)
 where
     H: Fn(TcpStream, Peer) -> F,
-    F: Future<Output = Result<()>> + Send + 'static,
+    F: Future<Output = Result<O>> + Send + 'static,
+    O: Into<Ended> + 'static,
 {
     let connections = TaskTracker::new();
     loop {

@@ -1,14 +1,17 @@
-//! `switchboard serve`: the chat hub on one port. Each accepted connection is
-//! told apart by its first bytes ([`sniff`]) and handed to its transport.
+//! `switchboard serve`: the chat hub on one port. Each accepted connection
+//! is let in by the connection limits ([`Gate`](crate::limits::Gate)), or refused in words it
+//! reads ([`refuse`]), then told apart by its first bytes ([`sniff`]) and
+//! handed to its transport.
 
+pub mod refuse;
 pub mod sniff;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use std::io::Cursor;
 
+use futures_util::future::Either;
 use tokio::io::{
     AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, Chain, Join, ReadHalf, WriteHalf,
 };
@@ -23,10 +26,12 @@ use metrics_exporter_prometheus::PrometheusHandle;
 
 use crate::error::Result;
 use crate::hub::Hub;
-use crate::net::accept::{self, Peer};
+use crate::limits::Slot;
+use crate::net::accept::{self, Ended, Peer};
 use crate::transport::http::{self, AppState, HttpConfig, Posting};
 use crate::transport::line::{self, Admission};
 use crate::transport::live::Live;
+use refuse::Refuser;
 use sniff::Kind;
 
 /// The port `switchboard serve` listens on by default.
@@ -71,31 +76,24 @@ pub async fn run(
         },
         &options.http,
     );
-    let slots = Arc::new(Slots {
-        used: AtomicUsize::new(0),
-        live: Arc::clone(&options.live),
-    });
     let edges = Arc::new(Edges {
         hub: hub.clone(),
         live: options.live,
         tls: options.tls,
         app,
     });
+    let gate = edges.live.gate();
+    let refuser = Refuser::new(edges.tls.clone());
     let connection_shutdown = shutdown.clone();
     let stopping = shutdown.clone();
     let accepting = accept::serve(listener, shutdown, move |stream, peer| {
-        let edges = Arc::clone(&edges);
-        let shutdown = connection_shutdown.clone();
-        let slot = Slots::take(&slots);
-        async move {
-            let Some(_slot) = slot else {
-                let refusal = format!(
-                    "! server full ({} connections): try later\n",
-                    edges.live.max_connections()
-                );
-                return say_and_close(stream, refusal.as_bytes()).await;
-            };
-            edges.dispatch(stream, peer, shutdown).await
+        match gate.admit(peer.addr.ip()) {
+            Ok(slot) => {
+                let edges = Arc::clone(&edges);
+                let shutdown = connection_shutdown.clone();
+                Either::Left(async move { edges.dispatch(stream, peer, slot, shutdown).await })
+            }
+            Err(refused) => Either::Right(refuser.refuse(stream, peer, refused)),
         }
     });
     // Connections in the hub learn of the shutdown from it, through their queues.
@@ -117,36 +115,6 @@ pub async fn run(
     }
 }
 
-/// The connections being served, counted against `--max-connections` as
-/// it is now (a lower limit refuses new connections, drops none).
-struct Slots {
-    used: AtomicUsize,
-    live: Arc<Live>,
-}
-
-/// One connection's place among the [`Slots`], given back when dropped.
-struct Slot(Arc<Slots>);
-
-impl Slots {
-    /// A place for one more connection; `None` when every place is taken.
-    fn take(slots: &Arc<Self>) -> Option<Slot> {
-        let max = slots.live.max_connections();
-        slots
-            .used
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |used| {
-                (used < max).then_some(used + 1)
-            })
-            .ok()?;
-        Some(Slot(Arc::clone(slots)))
-    }
-}
-
-impl Drop for Slot {
-    fn drop(&mut self) {
-        self.0.used.fetch_sub(1, Ordering::AcqRel);
-    }
-}
-
 /// What the transports need, shared by every connection.
 struct Edges {
     hub: Hub,
@@ -156,7 +124,9 @@ struct Edges {
 }
 
 impl Edges {
-    /// Hands a connection to the transport its first bytes call for.
+    /// Hands a connection to the transport its first bytes call for; its
+    /// `slot` is held until it ends (by its WebSocket session, when it
+    /// becomes one).
     ///
     /// The TLS and HTTP paths are boxed: a future is as big as its biggest
     /// path, and every idle line client would otherwise pay for theirs
@@ -165,39 +135,42 @@ impl Edges {
         &self,
         stream: TcpStream,
         peer: Peer,
+        slot: Slot,
         shutdown: CancellationToken,
-    ) -> Result<()> {
+    ) -> Result<Ended> {
+        let connection = Connection {
+            peer,
+            slot,
+            shutdown,
+        };
         match sniff::sniff(&stream, GREETING_SILENCE).await {
-            Kind::Tls => Box::pin(self.serve_tls(stream, peer, shutdown)).await,
-            kind => self.serve_as(kind, stream, peer, false, shutdown).await,
+            Kind::Tls => Box::pin(self.serve_tls(stream, connection)).await,
+            kind => self.serve_as(kind, stream, false, connection).await,
         }
     }
 
     /// Completes a TLS handshake, then tells the client apart by its first
     /// decrypted bytes and serves it like a plain one.
-    async fn serve_tls(
-        &self,
-        stream: TcpStream,
-        peer: Peer,
-        shutdown: CancellationToken,
-    ) -> Result<()> {
+    async fn serve_tls(&self, stream: TcpStream, connection: Connection) -> Result<Ended> {
+        let peer = connection.peer;
         let Some(acceptor) = &self.tls else {
             tracing::debug!("{peer}: TLS ClientHello, but TLS is not enabled");
-            return refuse_tls(stream).await;
+            refuse_tls(stream).await;
+            return Ok(Ended::Closed);
         };
         let mut session = match timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
             Ok(Ok(session)) => session,
             Ok(Err(err)) => {
                 tracing::debug!("{peer}: TLS handshake failed: {err}");
-                return Ok(());
+                return Ok(Ended::Closed);
             }
             Err(_) => {
                 tracing::debug!("{peer}: TLS handshake not done in time");
-                return Ok(());
+                return Ok(Ended::Closed);
             }
         };
         let (kind, first) = sniff::sniff_by_reading(&mut session, GREETING_SILENCE).await?;
-        self.serve_as(kind, rewind(first, session), peer, true, shutdown)
+        self.serve_as(kind, rewind(first, session), true, connection)
             .await
     }
 
@@ -206,13 +179,17 @@ impl Edges {
         &self,
         kind: Kind,
         mut stream: S,
-        peer: Peer,
         tls: bool,
-        shutdown: CancellationToken,
-    ) -> Result<()>
+        connection: Connection,
+    ) -> Result<Ended>
     where
         S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
+        let Connection {
+            peer,
+            slot,
+            shutdown,
+        } = connection;
         match kind {
             Kind::Line => {
                 // The settings in force are read inside the boxed admission
@@ -227,22 +204,31 @@ impl Edges {
                     Ok::<_, crate::error::Error>((admitted, access.client_token_required()))
                 });
                 let (Admission::In(input), spoken) = admission.await? else {
-                    return Ok(());
+                    return Ok(Ended::Closed);
                 };
                 let hub = self.hub.clone();
                 let serving = line::serve(stream, input, peer, tls, spoken, hub, &live.line());
-                serving.await
+                serving.await?;
+                drop(slot);
+                Ok(Ended::Closed)
             }
             Kind::Http => {
                 let hub = self.hub.clone();
-                Box::pin(http::serve(stream, peer, tls, hub, self.app.clone())).await
+                Box::pin(http::serve(stream, peer, tls, hub, self.app.clone(), slot)).await
             }
             Kind::Tls => {
                 tracing::debug!("{peer}: a TLS ClientHello where none belongs");
-                Ok(())
+                Ok(Ended::Closed)
             }
         }
     }
+}
+
+/// What a connection brings to its transport besides its stream.
+struct Connection {
+    peer: Peer,
+    slot: Slot,
+    shutdown: CancellationToken,
 }
 
 /// A stream whose first bytes were read to tell the client apart: they are
@@ -274,7 +260,7 @@ const MAX_HELLO: u64 = 5 + 16_384;
 /// "connection reset". The hello is read first and the client's close
 /// awaited (each bounded): closing with unread bytes would send a reset that
 /// can overtake the alert.
-async fn refuse_tls(mut stream: TcpStream) -> Result<()> {
+async fn refuse_tls(mut stream: TcpStream) {
     let exchange = async {
         let mut header = [0; 5];
         stream.read_exact(&mut header).await?;
@@ -287,17 +273,6 @@ async fn refuse_tls(mut stream: TcpStream) -> Result<()> {
         tokio::io::copy(&mut rest, &mut tokio::io::sink()).await
     };
     let _ = tokio::time::timeout(Duration::from_secs(1), exchange).await;
-    Ok(())
-}
-
-/// Writes `bytes` and closes, giving a slow peer one second.
-async fn say_and_close(mut stream: TcpStream, bytes: &[u8]) -> Result<()> {
-    let farewell = async {
-        stream.write_all(bytes).await?;
-        stream.shutdown().await
-    };
-    let _ = tokio::time::timeout(Duration::from_secs(1), farewell).await;
-    Ok(())
 }
 
 #[cfg(test)]
@@ -307,7 +282,7 @@ mod tests {
     /// The size of what `function` returns, without calling it.
     fn returned_size<F, R>(_function: F) -> usize
     where
-        F: FnOnce(&'static Edges, TcpStream, Peer, CancellationToken) -> R,
+        F: FnOnce(&'static Edges, TcpStream, Peer, Slot, CancellationToken) -> R,
     {
         size_of::<R>()
     }
@@ -318,8 +293,9 @@ mod tests {
     /// line session).
     #[test]
     fn an_idle_line_client_does_not_pay_for_the_other_paths() {
-        let size =
-            returned_size(|edges, stream, peer, shutdown| edges.dispatch(stream, peer, shutdown));
+        let size = returned_size(|edges, stream, peer, slot, shutdown| {
+            edges.dispatch(stream, peer, slot, shutdown)
+        });
         assert!(size <= 896, "the connection future is {size} bytes");
     }
 }

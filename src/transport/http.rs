@@ -43,9 +43,10 @@ use crate::error::{Error, Result};
 use crate::hub::event::ErrorCode;
 use crate::hub::session::{DEFAULT_HISTORY, Limits, MAX_HISTORY, refuse_text};
 use crate::hub::{ConnectionInfo, Hub, HubError, Traffic, Transport};
+use crate::limits::Slot;
 use crate::log::Query as Page;
 use crate::model::names::{Nick, RoomName};
-use crate::net::accept::Peer;
+use crate::net::accept::{Ended, Peer};
 use crate::net::websocket::{
     Refusal, check_upgrade, serve_http1, server_config, server_socket, switching_protocols,
 };
@@ -188,10 +189,20 @@ async fn count_request(request: Request, next: Next) -> Response {
 
 /// Serves HTTP (and WebSocket upgrades) on one accepted connection, which
 /// `hub`'s diary lists while it lasts (`tls` says whether it came over TLS).
+/// Every request carries the connection's `slot`, which a WebSocket session
+/// takes over: the connection then ends, and is logged, with the session
+/// ([`Ended::HandedOff`]).
 ///
 /// # Errors
 /// [`Error::Http`] when the HTTP exchange fails (malformed request, slow head).
-pub async fn serve<IO>(stream: IO, peer: Peer, tls: bool, hub: Hub, app: Router) -> Result<()>
+pub async fn serve<IO>(
+    stream: IO,
+    peer: Peer,
+    tls: bool,
+    hub: Hub,
+    app: Router,
+    slot: Slot,
+) -> Result<Ended>
 where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
@@ -206,19 +217,26 @@ where
         traffic: Some(Arc::clone(visit.traffic())),
     };
     let origin = Origin { peer, tls };
+    let request_slot = slot.clone();
     let service = TowerToHyperService::new(app.map_request(
         move |mut request: axum::http::Request<Incoming>| {
             // The path only: a query may hold a token.
             visit.serving(format!("{} {}", request.method(), request.uri().path()));
             request.extensions_mut().insert(origin);
+            request.extensions_mut().insert(request_slot.clone());
             request
         },
     ));
-    serve_http1(stream, service)
-        .await
-        .map_err(|err| Error::Http {
-            reason: err.to_string(),
-        })
+    let served = serve_http1(stream, service).await;
+    if slot.is_handed_off() {
+        if let Err(err) = served {
+            tracing::debug!("{peer}: before the upgrade: {err}");
+        }
+        return Ok(Ended::HandedOff);
+    }
+    served.map(|()| Ended::Closed).map_err(|err| Error::Http {
+        reason: err.to_string(),
+    })
 }
 
 /// A stream that counts the bytes going through it into a diary's
@@ -554,6 +572,7 @@ fn json_rejection(rejection: &JsonRejection) -> Response {
 async fn connections(
     State(state): State<AppState>,
     Extension(origin): Extension<Origin>,
+    Extension(slot): Extension<Slot>,
     mut request: Request,
 ) -> Response {
     if !request.headers().contains_key(header::UPGRADE) {
@@ -570,13 +589,17 @@ async fn connections(
         shutdown,
         ..
     } = state;
+    let slot = slot.hand_off();
     sessions.spawn(async move {
-        let upgraded = match on_upgrade.await {
-            Ok(upgraded) => upgraded,
-            Err(err) => return tracing::debug!("{}: upgrade failed: {err}", origin.peer),
-        };
-        let socket = server_socket(upgraded, server_config(diary::MAX_MESSAGE));
-        diary::stream(socket, origin, hub, shutdown).await;
+        match on_upgrade.await {
+            Ok(upgraded) => {
+                let socket = server_socket(upgraded, server_config(diary::MAX_MESSAGE));
+                diary::stream(socket, origin, hub, shutdown).await;
+                tracing::info!("disconnected {}", origin.peer);
+            }
+            Err(err) => tracing::info!("disconnected {}: upgrade failed: {err}", origin.peer),
+        }
+        drop(slot);
     });
     switching_protocols(&accept_key).map(Body::new)
 }
@@ -586,10 +609,12 @@ async fn connections(
 /// The upgrade is done here rather than by axum's `WebSocketUpgrade`, whose
 /// spawned task keeps the whole handshake's state for the connection's life:
 /// a short handshake task builds the session and hands it to a task of its
-/// own, so an idle WebSocket costs only what its session needs.
+/// own, so an idle WebSocket costs only what its session needs. The session
+/// holds the connection's slot under the limits until it ends.
 async fn web_socket(
     State(state): State<AppState>,
     Extension(Origin { peer, tls }): Extension<Origin>,
+    Extension(slot): Extension<Slot>,
     query: std::result::Result<Query<JoinQuery>, QueryRejection>,
     mut request: Request,
 ) -> Response {
@@ -613,14 +638,15 @@ async fn web_socket(
     } = state;
     let config = live.ws();
     let tracker = sessions.clone();
+    let slot = slot.hand_off();
     let handshake = async move {
         let upgraded = match on_upgrade.await {
             Ok(upgraded) => upgraded,
-            Err(err) => return tracing::debug!("{peer}: upgrade failed: {err}"),
+            Err(err) => return tracing::info!("disconnected {peer}: upgrade failed: {err}"),
         };
         let limits = server_config(config.max_message);
         let socket = server_socket(upgraded, limits);
-        let session = ws::serve(socket, peer, tls, hub, &config, join);
+        let session = ws::serve(socket, peer, tls, hub, &config, join, slot);
         sessions.spawn(session);
     };
     // Tracked from now (an upgrade in flight too) until the session ends,

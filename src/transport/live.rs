@@ -3,11 +3,11 @@
 //! and connections already open keep those they started with.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 use arc_swap::ArcSwap;
 
 use crate::auth::Access;
+use crate::limits::{ConnectionLimits, Gate};
 use crate::transport::line::LineConfig;
 use crate::transport::ws::WsConfig;
 
@@ -21,8 +21,8 @@ pub struct Settings {
     pub ws: WsConfig,
     /// The tokens clients must present.
     pub access: Access,
-    /// The most connections served at once.
-    pub max_connections: usize,
+    /// Connections at once, per address and per second.
+    pub connections: ConnectionLimits,
 }
 
 /// The current [`Settings`], read without a lock.
@@ -30,7 +30,7 @@ pub struct Live {
     line: ArcSwap<LineConfig>,
     ws: ArcSwap<WsConfig>,
     access: ArcSwap<Access>,
-    max_connections: AtomicUsize,
+    gate: Arc<Gate>,
 }
 
 impl Live {
@@ -40,7 +40,7 @@ impl Live {
             line: ArcSwap::from_pointee(settings.line),
             ws: ArcSwap::from_pointee(settings.ws),
             access: ArcSwap::from_pointee(settings.access),
-            max_connections: AtomicUsize::new(settings.max_connections),
+            gate: Gate::new(settings.connections),
         }
     }
 
@@ -49,8 +49,7 @@ impl Live {
         self.line.store(Arc::new(settings.line));
         self.ws.store(Arc::new(settings.ws));
         self.access.store(Arc::new(settings.access));
-        self.max_connections
-            .store(settings.max_connections, Ordering::Relaxed);
+        self.gate.set_limits(settings.connections);
     }
 
     /// How a new line connection behaves.
@@ -68,8 +67,8 @@ impl Live {
         self.access.load_full()
     }
 
-    /// The most connections served at once.
-    pub fn max_connections(&self) -> usize {
-        self.max_connections.load(Ordering::Relaxed)
+    /// What admits each new connection, under the limits now in force.
+    pub fn gate(&self) -> Arc<Gate> {
+        Arc::clone(&self.gate)
     }
 }

@@ -21,6 +21,7 @@ use crate::error::{Error, Result};
 use crate::hub::event::{ErrorCode, Event, Format, Outgoing};
 use crate::hub::session::{Command, Limits, Request, Session};
 use crate::hub::{ConnectionInfo, Hub, Traffic, Transport};
+use crate::limits::Slot;
 use crate::model::names::RoomName;
 use crate::net::accept::Peer;
 use crate::net::websocket::{self, UpgradedSocket};
@@ -62,7 +63,8 @@ pub struct JoinQuery {
 /// only what the connection needs while it lives (every idle client pays
 /// for its future's size).
 ///
-/// The future logs the error, if any, that ended the connection.
+/// The future holds the connection's `slot` under the limits, and logs
+/// the connection's end (with the error, if any, that ended it).
 pub fn serve(
     socket: UpgradedSocket,
     peer: Peer,
@@ -70,6 +72,7 @@ pub fn serve(
     hub: Hub,
     config: &WsConfig,
     join: JoinQuery,
+    slot: Slot,
 ) -> impl Future<Output = ()> + Send + use<> {
     let info = ConnectionInfo::now(peer.fd, peer.addr, Transport::Ws, tls);
     let session = Session::open(hub, info, config.limits, true);
@@ -82,9 +85,11 @@ pub fn serve(
     );
     let greeting = greeting(join, &config.default_room);
     connection.run(greeting).map(move |outcome| {
-        if let Err(err) = outcome {
-            tracing::debug!("{peer}: {err}");
+        match outcome {
+            Ok(()) => tracing::info!("disconnected {peer}"),
+            Err(err) => tracing::info!("disconnected {peer}: {err}"),
         }
+        drop(slot);
     })
 }
 
@@ -244,7 +249,7 @@ mod tests {
     use super::*;
 
     /// The size of what `function` returns, without calling it.
-    fn returned_size<A, B, C, D, E, F, R>(_function: fn(A, B, C, D, E, F) -> R) -> usize {
+    fn returned_size<A, B, C, D, E, F, G, R>(_function: fn(A, B, C, D, E, F, G) -> R) -> usize {
         size_of::<R>()
     }
 
