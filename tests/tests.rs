@@ -3,6 +3,7 @@
 
 mod util;
 
+mod attacks;
 mod bench;
 mod chat_auth;
 mod chat_cluster;
