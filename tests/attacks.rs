@@ -43,6 +43,10 @@ const GROWTH_KIB: u64 = 16 * 1024;
 /// The server's HTTP head timeout (docs/PROTOCOL.md 5.5).
 const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// How long the server gives a request's body once its head is in
+/// (docs/PROTOCOL.md 5.5).
+const BODY_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// How long after its timeout a connection may still take to be closed on a
 /// loaded two-core machine.
 const CLOSE_SLACK: Duration = Duration::from_secs(5);
@@ -159,21 +163,24 @@ async fn open(
         .await
 }
 
-/// A slowloris connection: one more header byte every 2 s, never a whole
-/// head, until the server closes it; how long it lived.
-async fn trickle(mut stream: tokio::net::TcpStream, opened: Instant) -> Duration {
+/// A slowloris connection: one more byte every 2 s, never a whole head (or
+/// body), until the server closes it; how long it lived, and what the
+/// server said before closing.
+async fn trickle(mut stream: tokio::net::TcpStream, opened: Instant) -> (Duration, Vec<u8>) {
     let pace = Duration::from_secs(2);
     let mut beat = tokio::time::interval_at((opened + pace).into(), pace);
-    let mut answer = [0; 256];
-    for _ in 0..30 {
+    let mut answer = Vec::new();
+    let mut chunk = [0; 1024];
+    for _ in 0..60 {
         tokio::select! {
-            read = stream.read(&mut answer) => match read {
-                Ok(0) | Err(_) => return opened.elapsed(),
-                Ok(read) => panic!("an answer to half a head: {:?}", &answer[..read]),
+            read = stream.read(&mut chunk) => match read {
+                Ok(0) | Err(_) => return (opened.elapsed(), answer),
+                Ok(read) => answer.extend_from_slice(&chunk[..read]),
             },
             _ = beat.tick() => {
                 if stream.write_all(b"X").await.is_err() {
-                    return opened.elapsed();
+                    let _ = stream.read_to_end(&mut answer).await;
+                    return (opened.elapsed(), answer);
                 }
             }
         }
@@ -182,6 +189,22 @@ async fn trickle(mut stream: tokio::net::TcpStream, opened: Instant) -> Duration
         "a slowloris connection still open after {:?}",
         opened.elapsed()
     );
+}
+
+/// A slowloris connection that asserts the server's answer before closing
+/// starts with `expected` (nothing at all when empty); how long it lived.
+async fn trickle_expecting(
+    stream: tokio::net::TcpStream,
+    opened: Instant,
+    expected: &'static str,
+) -> Duration {
+    let (life, answer) = trickle(stream, opened).await;
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(
+        answer.starts_with(expected) && (expected.is_empty() == answer.is_empty()),
+        "expected {expected:?}, got {answer:?}"
+    );
+    life
 }
 
 /// Reads from `stream` until the server closes it; how long it lived.
@@ -218,25 +241,37 @@ fn assert_closed_at(
 }
 
 #[test]
-fn a_thousand_slowloris_connections_starve_nobody_and_are_closed_at_the_head_timeout() {
+fn a_thousand_slowloris_connections_starve_nobody_and_are_closed_at_their_timeouts() {
     let _turn = one_at_a_time();
     let server = Server::start(&["serve", "--memory"]);
     let runtime = runtime();
-    let slow = runtime.block_on(open(server.port, CROWD, b"GET / HTTP/1.1\r\nHost: x\r\n"));
+    let slow_heads = runtime.block_on(open(server.port, CROWD, b"GET / HTTP/1.1\r\nHost: x\r\n"));
+    // Slow POSTs: a whole head, then a body a byte at a time.
+    let slow_bodies = runtime.block_on(open(
+        server.port,
+        CROWD / 10,
+        b"POST /api/rooms/lobby/messages HTTP/1.1\r\nHost: x\r\n\
+          Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n",
+    ));
     // And one that finished a request and sits on its kept-alive connection.
     let mut idle = runtime.block_on(open(
         server.port,
         1,
         b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n",
     ));
-    let lives: Vec<_> = slow
+    let heads: Vec<_> = slow_heads
         .into_iter()
-        .map(|(stream, opened)| runtime.spawn(trickle(stream, opened)))
+        .map(|(stream, opened)| runtime.spawn(trickle_expecting(stream, opened, "")))
+        .collect();
+    let bodies: Vec<_> = slow_bodies
+        .into_iter()
+        .map(|(stream, opened)| runtime.spawn(trickle_expecting(stream, opened, "HTTP/1.1 408 ")))
         .collect();
     assert_newcomers_served(&server, "newcomer");
     let (kept_alive, opened) = idle.pop().expect("one connection");
     let idle_life = runtime.spawn(until_closed(kept_alive, opened));
-    assert_closed_at(&runtime, lives, HEAD_TIMEOUT);
+    assert_closed_at(&runtime, heads, HEAD_TIMEOUT);
+    assert_closed_at(&runtime, bodies, BODY_TIMEOUT);
     assert_closed_at(&runtime, vec![idle_life], HEAD_TIMEOUT);
     assert_newcomers_served(&server, "latecomer");
 }
