@@ -639,6 +639,57 @@ fn a_member_that_never_reads_is_disconnected_and_memory_stays_flat() {
     );
 }
 
+#[test]
+fn a_member_that_never_reads_its_history_is_closed_at_the_idle_timeout() {
+    let _turn = one_at_a_time();
+    let server = Server::start(&["serve", "--memory", "--rate", "0", "--idle-timeout", "2"]);
+    // 8 MB of history: more than the socket buffers between the two hold.
+    let mut writer = LineClient::named(&server, "writer");
+    let big = "h".repeat(8000);
+    let history: String = (0..1000).map(|n| format!("{n} {big}\n")).collect();
+    let mut stream = writer.socket().try_clone().unwrap();
+    let sending = thread::spawn(move || stream.write_all(history.as_bytes()).unwrap());
+    writer.expect_past_notices(&format!("[#lobby] writer: 0 {big}"));
+    for n in 1..1000 {
+        writer.expect(&format!("[#lobby] writer: {n} {big}"));
+    }
+    sending.join().unwrap();
+    // It asks for all of it, with a small receive buffer, and never reads.
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let address: std::net::SocketAddr = server.local().parse().unwrap();
+    socket.connect(&address.into()).unwrap();
+    let mut reader = TcpStream::from(socket);
+    reader.write_all(b"/nick reader\n/history 1000\n").unwrap();
+    let asked = Instant::now();
+    // The diary lists it until the server lets go of it.
+    for _ in 0..1000 {
+        let (_, diary) = crate::util::curl(&[&server.url("/api/connections")]);
+        let diary: Value = serde_json::from_str(&diary).expect("the diary");
+        let listed = diary
+            .as_array()
+            .expect("a list")
+            .iter()
+            .any(|c| c["nick"] == "reader");
+        if !listed {
+            break;
+        }
+        assert!(
+            asked.elapsed() < Duration::from_secs(2) + CLOSE_SLACK,
+            "still connected after {:?}",
+            asked.elapsed()
+        );
+        thread::sleep(Duration::from_millis(100));
+    }
+    assert!(
+        asked.elapsed() >= Duration::from_secs(2),
+        "let go after {:?}, before the idle timeout",
+        asked.elapsed()
+    );
+    // The writer was idle as long: the server closed it too, and nothing else.
+    assert_newcomers_served(&server, "newcomer");
+}
+
 /// One of the thousand line clients of the shutdown attack.
 struct Member {
     lines: tokio::io::BufReader<tokio::net::TcpStream>,
