@@ -32,7 +32,7 @@ fn hub_in(dir: &Path, extra: &[&str]) -> Server {
 }
 
 /// Every message of `room`, oldest first, read a page at a time over HTTP.
-fn history(server: &Server, room: &str) -> Vec<(u64, String)> {
+pub(crate) fn history(server: &Server, room: &str) -> Vec<(u64, String)> {
     let mut messages = Vec::new();
     let mut since = 0;
     loop {

@@ -321,7 +321,7 @@ fn a_dropped_websocket_recovers_with_since_missing_nothing_and_doubling_nothing(
 
 /// Opens a raw WebSocket to `/ws` (handshake done by hand), for sending frames
 /// no well-behaved client would.
-fn raw_websocket(server: &Server) -> TcpStream {
+pub(crate) fn raw_websocket(server: &Server) -> TcpStream {
     let mut stream = server.connect();
     stream
         .write_all(
@@ -335,7 +335,7 @@ fn raw_websocket(server: &Server) -> TcpStream {
 }
 
 /// Reads an HTTP response head (the connection stays open, so not to the end).
-fn response_head(stream: &mut TcpStream) -> String {
+pub(crate) fn response_head(stream: &mut TcpStream) -> String {
     let mut head = Vec::new();
     let mut byte = [0];
     while !head.ends_with(b"\r\n\r\n") {
@@ -346,7 +346,7 @@ fn response_head(stream: &mut TcpStream) -> String {
 }
 
 /// Reads one server (unmasked) frame: its opcode and payload.
-fn read_frame(stream: &mut TcpStream) -> (u8, Vec<u8>) {
+pub(crate) fn read_frame(stream: &mut TcpStream) -> (u8, Vec<u8>) {
     let mut header = [0; 2];
     stream.read_exact(&mut header).unwrap();
     let len = match header[1] & 0x7f {
@@ -368,7 +368,7 @@ fn read_frame(stream: &mut TcpStream) -> (u8, Vec<u8>) {
 }
 
 /// Reads server frames until a close frame; returns its status code.
-fn close_code(stream: &mut TcpStream) -> u16 {
+pub(crate) fn close_code(stream: &mut TcpStream) -> u16 {
     loop {
         let (opcode, payload) = read_frame(stream);
         if opcode == 0x8 {
@@ -378,7 +378,7 @@ fn close_code(stream: &mut TcpStream) -> u16 {
 }
 
 /// A masked client frame.
-fn frame(opcode: u8, payload: &[u8]) -> Vec<u8> {
+pub(crate) fn frame(opcode: u8, payload: &[u8]) -> Vec<u8> {
     let mask = [1, 2, 3, 4];
     let mut frame = vec![0x80 | opcode];
     match payload.len() {
@@ -410,7 +410,30 @@ fn websocket_abuse_is_answered_per_the_rfc_and_harms_nobody() {
         .unwrap();
     assert_eq!(close_code(&mut too_big), 1009);
 
-    for (version, key, status) in [("8", "dGhlIHNhbXBsZSBub25jZQ==", "426"), ("13", "", "400")] {
+    // A frame that claims 50 MB is refused from its header, before any payload.
+    let mut claims_too_much = raw_websocket(&server);
+    let mut header = vec![0x82, 0x80 | 127];
+    header.extend_from_slice(&50_000_000u64.to_be_bytes());
+    header.extend_from_slice(&[1, 2, 3, 4]);
+    claims_too_much.write_all(&header).unwrap();
+    assert_eq!(close_code(&mut claims_too_much), 1009);
+
+    // A client frame must be masked (RFC 6455 5.1): one that is not is a
+    // protocol error.
+    let mut unmasked = raw_websocket(&server);
+    let text = br#"{"type":"who","room":"lobby"}"#;
+    let mut plain = vec![0x81, u8::try_from(text.len()).unwrap()];
+    plain.extend_from_slice(text);
+    unmasked.write_all(&plain).unwrap();
+    assert_eq!(close_code(&mut unmasked), 1002);
+
+    for (version, key, status) in [
+        ("8", "dGhlIHNhbXBsZSBub25jZQ==", "426"),
+        ("13", "", "400"),
+        // Base64, but of 5 bytes rather than 16; and not base64 at all.
+        ("13", "c2hvcnQ=", "400"),
+        ("13", "not a key, just words!==", "400"),
+    ] {
         let mut stream = server.connect();
         let request = format!(
             "GET /ws HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\

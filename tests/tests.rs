@@ -3,6 +3,7 @@
 
 mod util;
 
+mod attacks;
 mod bench;
 mod bounds;
 mod chat_auth;

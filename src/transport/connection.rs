@@ -432,7 +432,11 @@ impl<W: Wire + Send> Connection<W> {
         self.send_only(events).await
     }
 
-    /// Writes `events`, giving up if the hub kicks the connection meanwhile.
+    /// Writes `events`, giving up if the hub kicks the connection meanwhile,
+    /// or if the write is not done within the idle timeout: a peer that asks
+    /// for a history and never reads it would otherwise hold its task and
+    /// the encoded reply for ever, since the idle timer only runs between
+    /// writes (docs/PROTOCOL.md 5.5).
     async fn send_only(&mut self, events: Vec<Arc<Outgoing>>) -> Result<()> {
         if events.is_empty() {
             return Ok(());
@@ -444,6 +448,13 @@ impl<W: Wire + Send> Connection<W> {
                 self.events.traffic().sent(written?);
                 self.lifecycle.counters.events_sent.increment(events.len() as u64);
                 Ok(())
+            }
+            () = tokio::time::sleep(self.lifecycle.idle_timeout) => {
+                let stalled = std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    "the peer read nothing for the idle timeout",
+                );
+                Err(Error::Socket(stalled))
             }
         }
     }

@@ -28,6 +28,7 @@ use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
+use http_body_util::{BodyExt, LengthLimitError, Limited};
 use hyper::body::Incoming;
 use hyper_util::service::TowerToHyperService;
 use metrics_exporter_prometheus::PrometheusHandle;
@@ -62,6 +63,10 @@ const PAGE: &str = include_str!("../../web/index.html");
 
 /// The live diary page, built into the binary.
 const DIARY_PAGE: &str = include_str!("../../web/diary.html");
+
+/// How long a client has to send a request's body once its head is in
+/// (docs/PROTOCOL.md 5.5).
+const BODY_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// HTTP limits.
 #[derive(Clone, Debug)]
@@ -153,6 +158,10 @@ pub fn router(state: AppState, config: &HttpConfig) -> Router {
             )
         })
         .layer(DefaultBodyLimit::max(config.max_body))
+        .layer(middleware::from_fn_with_state(
+            config.max_body,
+            read_body_in_time,
+        ))
         .layer(middleware::from_fn_with_state(
             Arc::clone(&state.live),
             require_token,
@@ -312,6 +321,48 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Counted<S> {
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+/// Reads the whole request body (at most `max_body` bytes) before the
+/// handler runs, giving the client [`BODY_TIMEOUT`] once its head is in: a
+/// client that trickles its body (a slow POST) holds its connection no
+/// longer, since hyper's head timeout ends with the head (docs/PROTOCOL.md
+/// 5.5). `408` and a closed connection when the body is not all there in
+/// time, `413` when it is too big, `400` when it breaks off.
+async fn read_body_in_time(
+    State(max_body): State<usize>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let (parts, body) = request.into_parts();
+    let read = tokio::time::timeout(BODY_TIMEOUT, Limited::new(body, max_body).collect()).await;
+    match read {
+        Ok(Ok(body)) => {
+            let request = Request::from_parts(parts, Body::from(body.to_bytes()));
+            next.run(request).await
+        }
+        Ok(Err(err)) if err.is::<LengthLimitError>() => api_error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too_large",
+            format!("the body is over {max_body} bytes"),
+        ),
+        Ok(Err(err)) => api_error(
+            StatusCode::BAD_REQUEST,
+            "bad_json",
+            format!("the body could not be read: {err}"),
+        ),
+        Err(_) => {
+            let reason = format!(
+                "the request body did not arrive within {} s",
+                BODY_TIMEOUT.as_secs()
+            );
+            let mut response = api_error(StatusCode::REQUEST_TIMEOUT, "timeout", reason);
+            response
+                .headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            response
+        }
     }
 }
 

@@ -50,8 +50,17 @@ const READ_BUFFER: usize = 128;
 /// How long a client gets to send its request head (docs/PROTOCOL.md 5.5: within 10 s).
 pub const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// The largest request head accepted, request line and headers together
+/// (docs/PROTOCOL.md 5.5): a bigger one gets `431 Request Header Fields Too
+/// Large` and the connection is closed. 16 KiB, as Node.js allows: a
+/// browser's head to this server is under 2 KiB, and without a limit hyper
+/// reads up to ~400 KiB of head into each connection's buffer, then serves
+/// the request (found by the 100 KB header attack in tests/attacks.rs).
+pub const MAX_HEAD: usize = 16 * 1024;
+
 /// Serves HTTP/1.1 on one connection with `service`, allowing upgrades and
-/// giving the client [`HEADER_TIMEOUT`] for each request head.
+/// giving the client [`HEADER_TIMEOUT`] for each request head of at most
+/// [`MAX_HEAD`] bytes.
 ///
 /// # Errors
 /// hyper's error when the exchange fails (malformed request, slow head, …).
@@ -66,6 +75,7 @@ where
     http1::Builder::new()
         .timer(TokioTimer::new())
         .header_read_timeout(HEADER_TIMEOUT)
+        .max_header_size(MAX_HEAD)
         .serve_connection(TokioIo::new(stream), service)
         .with_upgrades()
         .await
