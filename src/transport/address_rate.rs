@@ -1,5 +1,5 @@
 //! The rate limit of HTTP posts (docs/PROTOCOL.md 5.5): a token bucket per
-//! client address, IPv6 addresses counted per /64, with the meaning
+//! client address (counted like the connection limits: `limits::table::AddressKey`, IPv6 per /64), with the meaning
 //! `--rate` and `--burst` have for a connection.
 //!
 //! The table is bounded. A bucket that has refilled to its burst is no
@@ -9,11 +9,12 @@
 //! once per eighth of the table, not once per new address.
 
 use std::collections::HashMap;
-use std::net::{IpAddr, Ipv6Addr};
+use std::net::IpAddr;
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use crate::hub::rate::TokenBucket;
+use crate::limits::table::AddressKey;
 
 /// How many client addresses are tracked at once.
 pub const MAX_ADDRESSES: usize = 10_000;
@@ -24,7 +25,7 @@ pub struct AddressBuckets {
     rate: f64,
     burst: u32,
     capacity: usize,
-    buckets: Mutex<HashMap<IpAddr, TokenBucket>>,
+    buckets: Mutex<HashMap<AddressKey, TokenBucket>>,
 }
 
 impl AddressBuckets {
@@ -45,7 +46,7 @@ impl AddressBuckets {
     /// # Errors
     /// The wait, when `addr` has no token left.
     pub fn admit(&self, addr: IpAddr, now: Instant) -> Result<(), Duration> {
-        let key = key(addr);
+        let key = AddressKey::of(addr);
         let mut buckets = self.lock();
         if !buckets.contains_key(&key) && buckets.len() >= self.capacity {
             self.make_way(&mut buckets, now);
@@ -61,7 +62,7 @@ impl AddressBuckets {
     }
 
     /// The buckets; a poisoned lock is taken over (each change leaves them whole).
-    fn lock(&self) -> MutexGuard<'_, HashMap<IpAddr, TokenBucket>> {
+    fn lock(&self) -> MutexGuard<'_, HashMap<AddressKey, TokenBucket>> {
         self.buckets
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
@@ -69,38 +70,23 @@ impl AddressBuckets {
 
     /// Frees at least an eighth of the table: full buckets first, then those
     /// closest to full.
-    fn make_way(&self, buckets: &mut HashMap<IpAddr, TokenBucket>, now: Instant) {
+    fn make_way(&self, buckets: &mut HashMap<AddressKey, TokenBucket>, now: Instant) {
         buckets.retain(|_, bucket| !bucket.is_full(now));
         let excess = (buckets.len() + self.capacity / 8 + 1).saturating_sub(self.capacity);
         if excess == 0 {
             return;
         }
-        let mut levels: Vec<(f64, IpAddr)> = buckets
+        let mut levels: Vec<(f64, AddressKey)> = buckets
             .iter()
-            .map(|(addr, bucket)| (bucket.level(now), *addr))
+            .map(|(key, bucket)| (bucket.level(now), *key))
             .collect();
         let excess = excess.min(levels.len());
         if excess > 0 {
             levels.select_nth_unstable_by(excess - 1, |a, b| b.0.total_cmp(&a.0));
         }
-        for (_, addr) in &levels[..excess] {
-            buckets.remove(addr);
+        for (_, key) in &levels[..excess] {
+            buckets.remove(key);
         }
-    }
-}
-
-/// The address a client is counted under: IPv4 as it is (an IPv4-mapped
-/// IPv6 address too), IPv6 by its /64, which one host usually has whole.
-fn key(addr: IpAddr) -> IpAddr {
-    match addr {
-        IpAddr::V4(_) => addr,
-        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-            Some(v4) => IpAddr::V4(v4),
-            None => {
-                let [a, b, c, d, ..] = v6.segments();
-                IpAddr::V6(Ipv6Addr::new(a, b, c, d, 0, 0, 0, 0))
-            }
-        },
     }
 }
 
