@@ -1,6 +1,7 @@
 //! The rate limit of HTTP posts (docs/PROTOCOL.md 5.5): a token bucket per
-//! client address (counted like the connection limits: `limits::table::AddressKey`, IPv6 per /64), with the meaning
-//! `--rate` and `--burst` have for a connection.
+//! client address, counted like the connection limits count it
+//! (`limits::table::AddressKey`: IPv6 per /64), with the meaning `--rate`
+//! and `--burst` have for a connection.
 //!
 //! The table is bounded. A bucket that has refilled to its burst is no
 //! different from a new one, so those are forgotten first; when every
