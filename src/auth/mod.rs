@@ -75,14 +75,14 @@ impl Access {
     /// # Errors
     /// The [`Denial`] to answer with.
     pub fn check(&self, need: Need, offered: Option<&str>) -> Result<(), Denial> {
-        let is = |token: &Option<Token>| matches!((token, offered), (Some(token), Some(offered)) if token.matches(offered));
-        let client_ok = self.client.is_none() || is(&self.client) || is(&self.admin);
+        let is_client = matches!((&self.client, offered), (Some(client), Some(offered)) if client.matches(offered));
+        let client_ok = self.client.is_none() || is_client || self.is_admin(offered);
         match need {
             Need::Nothing => Ok(()),
             Need::Client if client_ok => Ok(()),
             Need::Admin if self.admin.is_none() && client_ok => Ok(()),
-            Need::Admin if is(&self.admin) => Ok(()),
-            Need::Admin if is(&self.client) => Err(Denial::Forbidden),
+            Need::Admin if self.is_admin(offered) => Ok(()),
+            Need::Admin if is_client => Err(Denial::Forbidden),
             _ => Err(Denial::Unauthorized),
         }
     }

@@ -149,16 +149,16 @@ fn serve_options(
         live: Arc::new(Live::new(settings(args)?)),
         http: HttpConfig {
             max_body: args.max_body,
-            posts: post_limits(args),
+            posts: message_limits(args),
         },
         tls: certificate.map(tls::acceptor).transpose()?,
         metrics,
     })
 }
 
-/// What an HTTP post is held to: a connection's rate and burst, per client
-/// address, and the longest text any transport takes.
-fn post_limits(args: &ServeArgs) -> Limits {
+/// A connection's rate and burst and the longest text any transport takes:
+/// what a WebSocket message and (per client address) an HTTP post are held to.
+fn message_limits(args: &ServeArgs) -> Limits {
     Limits {
         rate: args.rate,
         burst: args.burst,
@@ -173,11 +173,7 @@ fn post_limits(args: &ServeArgs) -> Limits {
 pub(super) fn settings(args: &ServeArgs) -> anyhow::Result<Settings> {
     let idle_timeout = Duration::from_secs(args.idle_timeout.max(1));
     let default_room = RoomName::parse("lobby").expect("a valid room name");
-    let limits = Limits {
-        rate: args.rate,
-        burst: args.burst,
-        max_text: args.max_line.max(args.max_ws_message),
-    };
+    let limits = message_limits(args);
     let lifecycle = |transport, ping_interval, first_line| {
         Arc::new(Lifecycle {
             idle_timeout,

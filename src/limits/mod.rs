@@ -192,14 +192,10 @@ struct RefusedCounters {
 }
 
 impl RefusedCounters {
-    /// Describes the metric and registers its counters (shown at 0 until
-    /// something is refused).
+    /// Registers its counters (shown at 0 until something is refused); the
+    /// description is with the others in `transport::prometheus`.
     fn new() -> Self {
         const NAME: &str = "switchboard_refused_connections_total";
-        metrics::describe_counter!(
-            NAME,
-            "Connections refused at accept, by the limit they were over"
-        );
         Self {
             server_full: metrics::counter!(NAME, "reason" => "server_full"),
             per_address: metrics::counter!(NAME, "reason" => "per_address"),

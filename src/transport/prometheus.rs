@@ -45,6 +45,14 @@ const FAMILIES: &[(&str, &str)] = &[
         "Errors sent to clients, by error code.",
     ),
     (
+        "switchboard_refused_connections_total",
+        "Connections refused at accept, by the limit they were over.",
+    ),
+    (
+        "switchboard_rooms_evicted_total",
+        "Memberless rooms forgotten, history and all, at --max-rooms (--memory only).",
+    ),
+    (
         "switchboard_redis_rtt_seconds",
         "Round-trip time of the message log's Redis calls, in seconds.",
     ),
