@@ -429,9 +429,23 @@ fn a_message_said_just_before_shutdown_reaches_the_whole_room() {
         let reads = clients.iter_mut().skip(1).map(|lines| async move {
             let mut rest = String::new();
             lines.read_to_string(&mut rest).await.unwrap();
-            rest.contains(": last words\n") && rest.ends_with("* server shutting down\n")
+            let got = rest.contains(": last words\n") && rest.ends_with("* server shutting down\n");
+            (got, rest)
         });
         futures_util::future::join_all(reads).await
     });
-    assert_eq!(heard.iter().filter(|got| **got).count(), 2999);
+    // On failure, say what a client that missed out did read: the message
+    // without the goodbye (cut off at the shutdown grace), or neither.
+    let missed: Vec<&String> = heard
+        .iter()
+        .filter(|(got, _)| !got)
+        .map(|(_, rest)| rest)
+        .collect();
+    assert_eq!(
+        heard.iter().filter(|(got, _)| *got).count(),
+        2999,
+        "{} clients missed out; the first read {:?}",
+        missed.len(),
+        missed.first()
+    );
 }
