@@ -8,8 +8,11 @@ of issue 3 checked one by one.
 import argparse
 import datetime
 import json
+import os
 import platform
 import subprocess
+
+import tls_report
 
 RAW_REFERENCES = ["node-raw", "tokio-echo", "c-epoll"]
 # The label of the run that measures the load client itself (bench/run.sh).
@@ -434,7 +437,7 @@ def ratio_table(echo, subject, references, cases):
     return "\n".join(lines)
 
 
-def targets(echo, chat, publish, idle, cluster):
+def targets(echo, chat, publish, idle, cluster, tls):
     """Each benchmark target, with the measured value and whether it was met."""
     rows = []
 
@@ -528,6 +531,8 @@ def targets(echo, chat, publish, idle, cluster):
             check(f"publish ({transport}): p99 ack latency < 5 ms at {sqlite['offered_per_sec']:,.0f} msg/s (SQLite)",
                   us(p99), p99 < 5_000)
     cluster_targets(cluster, check)
+    for name, value, ok in tls_report.targets(tls):
+        check(name, value, ok)
     return "\n".join(["| target | measured | |", "|---|---|---|", *rows])
 
 
@@ -567,8 +572,10 @@ def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("results")
     parser.add_argument("--command", default="bench/run.sh")
+    parser.add_argument("--tls", help="bench/tls.sh's results, for the TLS section")
     args = parser.parse_args()
     echo, chat, publish, idle, cluster = load(args.results)
+    tls = tls_report.load(args.tls) if args.tls and os.path.exists(args.tls) else []
     cases = [(c, s) for c in (1, 50, 500) for s in (64, 4096)]
     raw_servers = ["switchboard", *RAW_REFERENCES]
     print(f"""# Benchmarks
@@ -587,7 +594,7 @@ write, a cost any server pays per write, however little it does itself.
 
 ## Targets
 
-{targets(echo, chat, publish, idle, cluster)}
+{targets(echo, chat, publish, idle, cluster, tls)}
 
 ## Raw echo (`switchboard echo --raw`)
 
@@ -675,6 +682,18 @@ Most deliveries/s offered with the judged p99 under 25 ms and nothing lost
 {cluster_ceilings(cluster) if cluster else "Not run."}
 
 {cluster_table(cluster) if cluster else ""}
+
+## TLS: the same hub over TLS and plaintext (`bench/tls.sh`)
+
+One `serve --memory --tls-self-signed` (plain and TLS clients on the same
+port), driven by `bench chat` with 1,000 members in one room, publishers
+spread in time: WebSocket members over `ws://` and `wss://`, line members
+over `HOST:PORT` and `tls://HOST:PORT` (TLS 1.3, AES-GCM); cases interleaved,
+a fresh server per run. Then `bench idle` holds WebSockets over each. The
+last column is the load client's own CPU: near 100 % the client, which
+decrypts every delivery on its one core, is what the latency measures.
+
+{tls_report.tables(tls) if tls else "Not run."}
 
 ## Idle connections
 

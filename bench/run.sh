@@ -6,7 +6,7 @@
 #   BENCH_ROUNDS=1 BENCH_DURATION=2 bench/run.sh # quicker, noisier
 #   BENCH_PUBLISH_MESSAGES=10000000 bench/run.sh # adds a long SQLite publish run
 #   BENCH_SECTIONS=cluster bench/run.sh          # some sections only (of: echo
-#                                                # chat publish idle cluster);
+#                                                # chat publish idle cluster tls);
 #                                                # report in target/bench/report.md
 #
 # Each server runs pinned to CPU 0 and the load client (`switchboard bench`,
@@ -19,7 +19,7 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-SECTIONS=" ${BENCH_SECTIONS:-echo chat publish idle cluster} "
+SECTIONS=" ${BENCH_SECTIONS:-echo chat publish idle cluster tls} "
 DURATION=${BENCH_DURATION:-3}
 WARMUP=${BENCH_WARMUP:-1}
 ROUNDS=${BENCH_ROUNDS:-3}
@@ -368,9 +368,17 @@ if section cluster; then
   done
 fi
 
+# TLS against plaintext, on the same hub (its own script, also run alone).
+TLS_RESULTS=$OUT/tls/results.jsonl
+if section tls; then
+  BENCH_ROUNDS=$ROUNDS BENCH_TLS_IDLE_CONNS=$IDLE_CONNS bench/tls.sh > /dev/null
+else
+  rm -f "$TLS_RESULTS"
+fi
+
 REPORT=BENCHMARKS.md
-[ "$SECTIONS" = " echo chat publish idle cluster " ] || REPORT=$OUT/report.md
-python3 bench/report.py "$RESULTS" \
+[ "$SECTIONS" = " echo chat publish idle cluster tls " ] || REPORT=$OUT/report.md
+python3 bench/report.py "$RESULTS" --tls "$TLS_RESULTS" \
   --command "${BENCH_SECTIONS:+BENCH_SECTIONS=\"$BENCH_SECTIONS\" }BENCH_ROUNDS=$ROUNDS BENCH_DURATION=$DURATION BENCH_WARMUP=$WARMUP BENCH_IDLE_CONNS=$IDLE_CONNS${PUBLISH_MESSAGES:+ BENCH_PUBLISH_MESSAGES=$PUBLISH_MESSAGES} bench/run.sh" \
   > "$REPORT"
 echo "bench: wrote $REPORT" >&2

@@ -230,10 +230,17 @@ fn chat_mode_over_websockets_counts_every_delivery_in_order() {
 }
 
 #[test]
-fn chat_and_idle_modes_speak_tls_to_a_wss_url() {
+fn chat_and_idle_modes_speak_tls_to_wss_and_tls_addresses() {
     let server = Server::start(&["serve", "--tls-self-signed"]);
     let url = format!("wss://{}/ws", server.local());
     assert_every_delivery_counted(&server, &url, &["--insecure"]);
+    // Line members over TLS.
+    let line = format!("tls://{}", server.local());
+    assert_every_delivery_counted(&server, &line, &["--insecure"]);
+    assert_one_line_error(
+        &short_chat(&line),
+        "the server's certificate is not trusted",
+    );
     let report = bench_json(&[
         "bench", "idle", &url, "--conns", "20", "--hold", "0.2", "-k",
     ]);
@@ -560,6 +567,10 @@ fn chat_mode_refuses_bad_input() {
         (
             vec!["bench", "chat", "http://127.0.0.1:9/ws"],
             "only ws:// and wss:// URLs are understood",
+        ),
+        (
+            vec!["bench", "chat", "tls://nowhere"],
+            "invalid address 'nowhere': the port must be a number",
         ),
         (
             vec!["bench", "chat", "socketio://nowhere"],

@@ -15,15 +15,20 @@
 
 use std::cell::{Cell, RefCell};
 use std::io;
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::stream::{self, FuturesUnordered};
 use futures_util::{FutureExt, StreamExt};
 use hdrhistogram::Histogram;
 use indicatif::ProgressBar;
+use rustls::ClientConfig;
+use rustls_pki_types::ServerName;
 use serde::Serialize;
 use tokio::net::TcpStream;
 use tokio::time::Instant;
+use tokio_rustls::TlsConnector;
+use tokio_tungstenite::MaybeTlsStream;
 
 use crate::bench::dialer::Dialer;
 use crate::bench::echo::Window;
@@ -32,6 +37,7 @@ use crate::bench::{
     WindowCost, WsTarget, latency_histogram, measure_processes, measure_run_time, measure_window,
     progress,
 };
+use crate::client::connect::describe_tls_io;
 use crate::error::{Error, Result, describe_io};
 use crate::net::addr::HostPort;
 use crate::net::fd_limit::raise_fd_limit;
@@ -55,8 +61,9 @@ const DRAIN: Duration = Duration::from_secs(2);
 /// How `bench chat` speaks to a node.
 #[derive(Clone, Debug)]
 pub enum ChatProtocol {
-    /// Line clients (docs/PROTOCOL.md 5.1).
-    Line,
+    /// Line clients (docs/PROTOCOL.md 5.1), over TLS with this client
+    /// configuration when set (`tls://HOST:PORT`).
+    Line(Option<Arc<ClientConfig>>),
     /// WebSockets speaking the JSON protocol (docs/PROTOCOL.md 5.2).
     Json(WsTarget),
     /// Socket.IO clients: Engine.IO v4 over a WebSocket at this URL.
@@ -461,11 +468,33 @@ pub async fn run(plan: &ChatPlan, bar: &ProgressBar) -> Result<ChatReport> {
     ))
 }
 
+/// `stream` as a line member's connection: as it is, or after a TLS
+/// handshake with `tls` (checking the certificate against `host`).
+async fn line_stream(
+    stream: TcpStream,
+    tls: Option<&Arc<ClientConfig>>,
+    host: &str,
+) -> io::Result<MaybeTlsStream<TcpStream>> {
+    let Some(tls) = tls else {
+        return Ok(MaybeTlsStream::Plain(stream));
+    };
+    let name = ServerName::try_from(host.to_string())
+        .map_err(|err| io::Error::new(io::ErrorKind::InvalidInput, err))?;
+    let connector = TlsConnector::from(Arc::clone(tls));
+    match connector.connect(name, stream).await {
+        Ok(session) => Ok(MaybeTlsStream::Rustls(session)),
+        Err(err) => Err(io::Error::other(describe_tls_io(&err))),
+    }
+}
+
 /// Greets a connection and joins the room, over the node's protocol.
 async fn join(stream: TcpStream, node: &ChatNode, room: &str) -> io::Result<Member> {
     let handshake = async {
         match &node.protocol {
-            ChatProtocol::Line => Member::join_line(stream, room).await,
+            ChatProtocol::Line(tls) => {
+                let stream = line_stream(stream, tls.as_ref(), &node.target.host).await?;
+                Member::join_line(stream, room).await
+            }
             ChatProtocol::Json(server) => Member::join_ws(stream, server, room).await,
             ChatProtocol::SocketIo(server) => Member::join_socketio(stream, server, room).await,
         }

@@ -437,9 +437,10 @@ pub struct BenchIdleArgs {
 /// `switchboard bench chat`.
 #[derive(Debug, Args)]
 pub struct BenchChatArgs {
-    /// The chat hub: HOST:PORT for line clients, a ws:// URL (its /ws) for
-    /// WebSockets speaking JSON, or socketio://HOST:PORT for a Socket.IO
-    /// server; several for the nodes of one cluster.
+    /// The chat hub: HOST:PORT for line clients (tls://HOST:PORT over TLS),
+    /// a ws:// or wss:// URL (its /ws) for WebSockets speaking JSON, or
+    /// socketio://HOST:PORT for a Socket.IO server; several for the nodes of
+    /// one cluster.
     ///
     /// socketio://HOST:PORT[/PATH/] speaks Engine.IO v4 straight over a
     /// WebSocket at PATH (default /socket.io/): each member emits `join` with

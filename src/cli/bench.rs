@@ -196,14 +196,19 @@ fn target_and_url(
 /// One node of `bench chat`: a line hub, a JSON WebSocket hub or a
 /// `socketio://` server.
 fn chat_node(addr: &str, common: &BenchCommon) -> anyhow::Result<chat::ChatNode> {
-    let (target, protocol) = match socket_io_url(addr)? {
-        Some((target, url)) => {
+    let (target, protocol) = match (socket_io_url(addr)?, addr.strip_prefix("tls://")) {
+        (Some((target, url)), _) => {
             client_tls(&common.tls, false)?;
             (target, ChatProtocol::SocketIo(WsTarget { url, tls: None }))
         }
-        None => match target_and_url(addr, common)? {
+        (None, Some(host_port)) => {
+            let target = HostPort::parse_remote(host_port)?;
+            let tls = client_tls(&common.tls, true)?;
+            (target, ChatProtocol::Line(tls))
+        }
+        (None, None) => match target_and_url(addr, common)? {
             (target, Some(server)) => (target, ChatProtocol::Json(server)),
-            (target, None) => (target, ChatProtocol::Line),
+            (target, None) => (target, ChatProtocol::Line(None)),
         },
     };
     Ok(chat::ChatNode {

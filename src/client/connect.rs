@@ -9,7 +9,7 @@
 //! A `wss://` server's certificate is checked as the caller's TLS
 //! configuration says (see [`crate::net::tls::client_config`]).
 
-use std::io::ErrorKind;
+use std::io::{self, ErrorKind};
 use std::sync::Arc;
 
 use futures_util::{SinkExt, StreamExt};
@@ -252,10 +252,7 @@ pub fn web_socket_endpoint(url: &str) -> Result<HostPort> {
 /// Describes a tungstenite error in plain words.
 pub fn describe_ws(err: &tungstenite::Error) -> String {
     match err {
-        tungstenite::Error::Io(io) => match io.get_ref().and_then(|e| e.downcast_ref()) {
-            Some(rustls::Error::InvalidCertificate(refused)) => describe_certificate(refused),
-            _ => describe_io(io),
-        },
+        tungstenite::Error::Io(io) => describe_tls_io(io),
         tungstenite::Error::Http(response) => {
             format!(
                 "the server answered HTTP {} instead of a WebSocket",
@@ -263,6 +260,18 @@ pub fn describe_ws(err: &tungstenite::Error) -> String {
             )
         }
         other => other.to_string(),
+    }
+}
+
+/// Describes an I/O error of a TLS client in plain words, a refused server
+/// certificate included.
+pub fn describe_tls_io(err: &io::Error) -> String {
+    match err
+        .get_ref()
+        .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+    {
+        Some(rustls::Error::InvalidCertificate(refused)) => describe_certificate(refused),
+        _ => describe_io(err),
     }
 }
 

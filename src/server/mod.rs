@@ -9,15 +9,10 @@ pub mod sniff;
 use std::sync::Arc;
 use std::time::Duration;
 
-use std::io::Cursor;
-
 use futures_util::future::Either;
-use tokio::io::{
-    AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, Chain, Join, ReadHalf, WriteHalf,
-};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::time::timeout;
-use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -28,6 +23,7 @@ use crate::error::Result;
 use crate::hub::Hub;
 use crate::limits::Slot;
 use crate::net::accept::{self, Ended, Peer};
+use crate::net::tls::Acceptor;
 use crate::transport::http::{self, AppState, HttpConfig, Posting};
 use crate::transport::line::{self, Admission};
 use crate::transport::live::Live;
@@ -51,7 +47,7 @@ pub struct ServeOptions {
     /// HTTP limits.
     pub http: HttpConfig,
     /// Turns TLS on for every kind of client, when set.
-    pub tls: Option<TlsAcceptor>,
+    pub tls: Option<Acceptor>,
     /// Renders `/metrics`, when a recorder is installed.
     pub metrics: Option<PrometheusHandle>,
 }
@@ -119,7 +115,7 @@ pub async fn run(
 struct Edges {
     hub: Hub,
     live: Arc<Live>,
-    tls: Option<TlsAcceptor>,
+    tls: Option<Acceptor>,
     app: Router,
 }
 
@@ -170,8 +166,8 @@ impl Edges {
             }
         };
         let (kind, first) = sniff::sniff_by_reading(&mut session, GREETING_SILENCE).await?;
-        self.serve_as(kind, rewind(first, session), true, connection)
-            .await
+        session.unread(first);
+        self.serve_as(kind, session, true, connection).await
     }
 
     /// Serves a client whose kind is known; `tls` says whether it came over TLS.
@@ -229,17 +225,6 @@ struct Connection {
     peer: Peer,
     slot: Slot,
     shutdown: CancellationToken,
-}
-
-/// A stream whose first bytes were read to tell the client apart: they are
-/// read again first, then the rest.
-type Rewound<S> = Join<Chain<Cursor<Vec<u8>>, ReadHalf<S>>, WriteHalf<S>>;
-
-/// Puts `first` back in front of `stream`.
-fn rewind<S: AsyncRead + AsyncWrite>(mut first: Vec<u8>, stream: S) -> Rewound<S> {
-    first.shrink_to_fit();
-    let (read, write) = tokio::io::split(stream);
-    tokio::io::join(Cursor::new(first).chain(read), write)
 }
 
 /// A TLS alert record (RFC 8446 6): content type 21, record version TLS

@@ -22,13 +22,13 @@ use serde_json::json;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
-use tokio_rustls::TlsAcceptor;
 
 use super::GREETING_SILENCE;
 use super::sniff::{self, Kind};
 use crate::error::{Error, Result};
 use crate::limits::Refused;
 use crate::net::accept::{Ended, Peer};
+use crate::net::tls::Acceptor;
 use crate::net::websocket::check_upgrade;
 
 /// The most refusals answered at once.
@@ -53,13 +53,13 @@ pub type Refusal = Pin<Box<dyn Future<Output = Result<Ended>> + Send>>;
 
 /// Answers refused connections, a bounded number at a time.
 pub struct Refuser {
-    tls: Option<TlsAcceptor>,
+    tls: Option<Acceptor>,
     in_flight: Arc<Semaphore>,
 }
 
 impl Refuser {
     /// A refuser that completes TLS handshakes with `tls`, when given.
-    pub fn new(tls: Option<TlsAcceptor>) -> Self {
+    pub fn new(tls: Option<Acceptor>) -> Self {
         Self {
             tls,
             in_flight: Arc::new(Semaphore::new(MAX_REFUSING)),
@@ -81,7 +81,7 @@ impl Refuser {
 async fn answer_in_time(
     stream: TcpStream,
     refused: Refused,
-    tls: Option<TlsAcceptor>,
+    tls: Option<Acceptor>,
     _permit: OwnedSemaphorePermit,
 ) -> Result<Ended> {
     let answered = tokio::time::timeout(REFUSAL_TIME, answer(stream, refused, tls)).await;
@@ -92,7 +92,7 @@ async fn answer_in_time(
 }
 
 /// Tells the client apart (after a TLS handshake, with `tls`) and answers it.
-async fn answer(stream: TcpStream, refused: Refused, tls: Option<TlsAcceptor>) -> io::Result<()> {
+async fn answer(stream: TcpStream, refused: Refused, tls: Option<Acceptor>) -> io::Result<()> {
     match sniff::sniff(&stream, GREETING_SILENCE).await {
         Kind::Tls => {
             let Some(acceptor) = tls else { return Ok(()) };

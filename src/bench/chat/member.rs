@@ -16,6 +16,7 @@ use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
+use tokio_tungstenite::MaybeTlsStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
@@ -44,8 +45,8 @@ pub struct Member {
 
 /// The connection under a [`Member`].
 enum Socket {
-    /// The line protocol (docs/PROTOCOL.md 5.1).
-    Line(TcpStream),
+    /// The line protocol (docs/PROTOCOL.md 5.1), over TLS or not.
+    Line(Box<MaybeTlsStream<TcpStream>>),
     /// A WebSocket with the JSON protocol (docs/PROTOCOL.md 5.2).
     Ws(Box<ClientSocket>),
     /// A Socket.IO client: Engine.IO packets over a WebSocket.
@@ -57,7 +58,7 @@ impl Member {
     ///
     /// # Errors
     /// The I/O error, or `UnexpectedEof` when the server closes first.
-    pub async fn join_line(stream: TcpStream, room: &str) -> io::Result<Self> {
+    pub async fn join_line(stream: MaybeTlsStream<TcpStream>, room: &str) -> io::Result<Self> {
         let mut lines = BufReader::new(stream);
         lines
             .get_mut()
@@ -77,7 +78,10 @@ impl Member {
                 && line.trim_end() == format!("* {nick} joined #{room}")
             {
                 let received = BytesMut::from(lines.buffer());
-                return Ok(Self::new(Socket::Line(lines.into_inner()), received));
+                return Ok(Self::new(
+                    Socket::Line(Box::new(lines.into_inner())),
+                    received,
+                ));
             }
         }
     }

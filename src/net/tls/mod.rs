@@ -14,9 +14,13 @@ use rustls::sign::CertifiedKey;
 use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, ServerConfig, SignatureScheme};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName, UnixTime};
-use tokio_rustls::TlsAcceptor;
+use tokio::io::{AsyncRead, AsyncWrite};
 
 use crate::error::{Error, Result};
+
+pub mod server_stream;
+
+pub use server_stream::ServerStream;
 
 /// Where a server's certificate comes from.
 #[derive(Clone, Debug)]
@@ -87,7 +91,7 @@ fn certified(identity: &Identity) -> Result<CertifiedKey> {
 ///
 /// # Errors
 /// [`Error::Tls`] when the TLS library cannot be set up.
-pub fn acceptor(certificate: Arc<Certificate>) -> Result<TlsAcceptor> {
+pub fn acceptor(certificate: Arc<Certificate>) -> Result<Acceptor> {
     let mut config = ServerConfig::builder_with_provider(Arc::new(ring::default_provider()))
         .with_safe_default_protocol_versions()
         .map_err(|err| Error::Tls {
@@ -98,7 +102,24 @@ pub fn acceptor(certificate: Arc<Certificate>) -> Result<TlsAcceptor> {
         .with_cert_resolver(certificate);
     // HTTP/1.1 only: the same connection may become a WebSocket.
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    Ok(TlsAcceptor::from(Arc::new(config)))
+    Ok(Acceptor(Arc::new(config)))
+}
+
+/// Turns accepted connections into TLS sessions ([`ServerStream`]).
+#[derive(Clone)]
+pub struct Acceptor(Arc<ServerConfig>);
+
+impl Acceptor {
+    /// Completes the server side of a TLS handshake on `io`.
+    ///
+    /// # Errors
+    /// As [`server_stream::accept`].
+    pub async fn accept<S>(&self, io: S) -> std::io::Result<ServerStream<S>>
+    where
+        S: AsyncRead + AsyncWrite + Unpin,
+    {
+        server_stream::accept(Arc::clone(&self.0), io).await
+    }
 }
 
 /// Which server certificates a TLS client accepts.
