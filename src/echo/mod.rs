@@ -16,7 +16,7 @@ use futures_util::future::Either;
 use tokio::net::{TcpListener, UdpSocket};
 use tokio_util::sync::CancellationToken;
 
-use crate::net::accept;
+use crate::net::accept::{self, Handled};
 pub use reply::ReplyStyle;
 
 /// The port `switchboard echo` listens on by default, as in the Node tutorial.
@@ -46,12 +46,12 @@ pub async fn run_stream(listener: TcpListener, options: EchoOptions, shutdown: C
     let connection_shutdown = shutdown.clone();
     accept::serve(listener, shutdown, move |stream, _peer| {
         let (options, shutdown) = (Arc::clone(&options), connection_shutdown.clone());
-        match options.web_socket {
+        Handled::Served(match options.web_socket {
             // Boxed: the WebSocket future (hyper's state included) is several
             // times the TCP one, and every task would otherwise be sized for it.
             Some(_) => Either::Left(Box::pin(ws::serve_connection(stream, options, shutdown))),
             None => Either::Right(tcp::serve_connection(stream, options, shutdown)),
-        }
+        })
     })
     .await;
 }

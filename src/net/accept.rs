@@ -62,6 +62,18 @@ pub enum Ended {
     HandedOff,
 }
 
+/// What the accept loop runs for a connection: it is served, or refused in
+/// words it reads (connection limits). A refused connection is logged at
+/// debug only, so a flood of them cannot flood the log; `/metrics` counts
+/// them.
+#[derive(Debug)]
+pub enum Handled<F> {
+    /// The connection is let in and served by this future.
+    Served(F),
+    /// The connection is turned away by this future.
+    Refused(F),
+}
+
 impl From<()> for Ended {
     fn from((): ()) -> Self {
         Self::Closed
@@ -78,6 +90,7 @@ pin_project_lite::pin_project! {
         #[pin]
         connection: F,
         peer: Peer,
+        refused: bool,
     }
 }
 
@@ -91,9 +104,11 @@ where
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
         let this = self.project();
         let peer = *this.peer;
+        let refused = *this.refused;
         this.connection
             .poll(cx)
             .map(|outcome| match outcome.map(Into::into) {
+                _ if refused => tracing::debug!("{peer}: refused and gone"),
                 Ok(Ended::Closed) => tracing::info!("disconnected {peer}"),
                 Ok(Ended::HandedOff) => tracing::debug!("{peer}: handed to its session"),
                 Err(err) => tracing::info!("disconnected {peer}: {err}"),
@@ -102,12 +117,12 @@ where
 }
 
 /// Accepts connections on `listener` until `shutdown` is cancelled, running
-/// `handle` for each on its own task, then waits (at most [`SHUTDOWN_GRACE`])
-/// for those tasks to end. A task's output says how the connection ended
-/// (`()`: closed).
+/// what `handle` gives for each on its own task, then waits (at most
+/// [`SHUTDOWN_GRACE`]) for those tasks to end. A task's output says how the
+/// connection ended (`()`: closed).
 pub async fn serve<H, F, O>(listener: TcpListener, shutdown: CancellationToken, handle: H)
 where
-    H: Fn(TcpStream, Peer) -> F,
+    H: Fn(TcpStream, Peer) -> Handled<F>,
     F: Future<Output = Result<O>> + Send + 'static,
     O: Into<Ended> + 'static,
 {
@@ -123,10 +138,17 @@ where
                 if let Err(err) = stream.set_nodelay(true) {
                     tracing::debug!("{peer}: cannot set TCP_NODELAY: {err}");
                 }
-                tracing::info!("connected {peer}");
+                let (connection, refused) = match handle(stream, peer) {
+                    Handled::Served(connection) => {
+                        tracing::info!("connected {peer}");
+                        (connection, false)
+                    }
+                    Handled::Refused(connection) => (connection, true),
+                };
                 connections.spawn(LoggedConnection {
-                    connection: handle(stream, peer),
+                    connection,
                     peer,
+                    refused,
                 });
             }
             Err(err) => {

@@ -22,7 +22,7 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use crate::error::Result;
 use crate::hub::Hub;
 use crate::limits::Slot;
-use crate::net::accept::{self, Ended, Peer};
+use crate::net::accept::{self, Ended, Handled, Peer};
 use crate::net::tls::Acceptor;
 use crate::transport::http::{self, AppState, HttpConfig, Posting};
 use crate::transport::line::{self, Admission};
@@ -87,9 +87,11 @@ pub async fn run(
             Ok(slot) => {
                 let edges = Arc::clone(&edges);
                 let shutdown = connection_shutdown.clone();
-                Either::Left(async move { edges.dispatch(stream, peer, slot, shutdown).await })
+                Handled::Served(Either::Left(async move {
+                    edges.dispatch(stream, peer, slot, shutdown).await
+                }))
             }
-            Err(refused) => Either::Right(refuser.refuse(stream, peer, refused)),
+            Err(refused) => Handled::Refused(Either::Right(refuser.refuse(stream, peer, refused))),
         }
     });
     // Connections in the hub learn of the shutdown from it, through their queues.
