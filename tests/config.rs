@@ -303,3 +303,29 @@ fn sighup_changes_the_per_address_limits() {
     server.wait_for_log("reloaded: --max-per-address 1 → 2");
     let _second = LineClient::greeted(&server);
 }
+
+/// Posts `text` to `#lobby` over the HTTP API: the status.
+fn post_to_lobby(server: &Server, text: &str) -> u16 {
+    let body = format!(r#"{{"from":"api","text":"{text}"}}"#);
+    let url = server.url("/api/rooms/lobby/messages");
+    let headers = "content-type: application/json";
+    curl(&["-X", "POST", "-H", headers, "-d", &body, &url]).0
+}
+
+#[test]
+fn sighup_changes_the_post_limits() {
+    let dir = scratch_dir("reload-posts");
+    let file = write(&dir, "posts.toml", "rate = 0.01\nburst = 1\n");
+    let server = Server::start(&["serve", "--config", &file]);
+    assert_eq!(post_to_lobby(&server, "first"), 201);
+    assert_eq!(post_to_lobby(&server, "second"), 429, "over the burst");
+
+    write(&dir, "posts.toml", "rate = 0.01\nburst = 3\n");
+    signal(server.pid(), libc::SIGHUP);
+    server.wait_for_log("reloaded: --burst 1 → 3");
+    let statuses: Vec<u16> = ["a", "b", "c", "d"]
+        .iter()
+        .map(|text| post_to_lobby(&server, text))
+        .collect();
+    assert_eq!(statuses, [201, 201, 201, 429], "the new burst, from afresh");
+}

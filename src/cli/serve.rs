@@ -149,7 +149,6 @@ fn serve_options(
         live: Arc::new(Live::new(settings(args)?)),
         http: HttpConfig {
             max_body: args.max_body,
-            posts: message_limits(args),
         },
         tls: certificate.map(tls::acceptor).transpose()?,
         metrics,
@@ -210,6 +209,7 @@ pub(super) fn settings(args: &ServeArgs) -> anyhow::Result<Settings> {
             admin: args.admin_token.as_deref().map(Token::new),
         },
         connections: connection_limits(args)?,
+        posts: limits,
     })
 }
 

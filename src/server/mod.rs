@@ -24,7 +24,7 @@ use crate::hub::Hub;
 use crate::limits::Slot;
 use crate::net::accept::{self, Ended, Handled, Peer};
 use crate::net::tls::Acceptor;
-use crate::transport::http::{self, AppState, HttpConfig, Posting};
+use crate::transport::http::{self, AppState, HttpConfig};
 use crate::transport::line::{self, Admission};
 use crate::transport::live::Live;
 use refuse::Refuser;
@@ -68,7 +68,7 @@ pub async fn run(
             metrics: options.metrics,
             sessions: sessions.clone(),
             shutdown: shutdown.clone(),
-            posting: Arc::new(Posting::new(&options.http)),
+            posting: options.live.posting(),
         },
         &options.http,
     );

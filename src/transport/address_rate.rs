@@ -23,10 +23,16 @@ pub const MAX_ADDRESSES: usize = 10_000;
 /// Token buckets by client address.
 #[derive(Debug)]
 pub struct AddressBuckets {
+    capacity: usize,
+    table: Mutex<Table>,
+}
+
+/// The limit in force and the buckets kept under it.
+#[derive(Debug)]
+struct Table {
     rate: f64,
     burst: u32,
-    capacity: usize,
-    buckets: Mutex<HashMap<AddressKey, TokenBucket>>,
+    buckets: HashMap<AddressKey, TokenBucket>,
 }
 
 impl AddressBuckets {
@@ -34,11 +40,22 @@ impl AddressBuckets {
     /// tracking at most `capacity` addresses.
     pub fn new(rate: f64, burst: u32, capacity: usize) -> Self {
         Self {
-            rate,
-            burst,
             capacity: capacity.max(1),
-            buckets: Mutex::default(),
+            table: Mutex::new(Table {
+                rate,
+                burst,
+                buckets: HashMap::new(),
+            }),
         }
+    }
+
+    /// Puts a new limit in force (SIGHUP): every address starts afresh
+    /// under it.
+    pub fn reset(&self, rate: f64, burst: u32) {
+        let mut table = self.lock();
+        table.rate = rate;
+        table.burst = burst;
+        table.buckets = HashMap::new();
     }
 
     /// Counts one event from `addr` at `now`; over the limit, how long until
@@ -48,13 +65,18 @@ impl AddressBuckets {
     /// The wait, when `addr` has no token left.
     pub fn admit(&self, addr: IpAddr, now: Instant) -> Result<(), Duration> {
         let key = AddressKey::of(addr);
-        let mut buckets = self.lock();
+        let mut table = self.lock();
+        let Table {
+            rate,
+            burst,
+            buckets,
+        } = &mut *table;
         if !buckets.contains_key(&key) && buckets.len() >= self.capacity {
-            self.make_way(&mut buckets, now);
+            self.make_way(buckets, now);
         }
         let bucket = buckets
             .entry(key)
-            .or_insert_with(|| TokenBucket::new(self.rate, self.burst, now));
+            .or_insert_with(|| TokenBucket::new(*rate, *burst, now));
         if bucket.try_take(now) {
             Ok(())
         } else {
@@ -62,9 +84,9 @@ impl AddressBuckets {
         }
     }
 
-    /// The buckets; a poisoned lock is taken over (each change leaves them whole).
-    fn lock(&self) -> MutexGuard<'_, HashMap<AddressKey, TokenBucket>> {
-        self.buckets
+    /// The table; a poisoned lock is taken over (each change leaves it whole).
+    fn lock(&self) -> MutexGuard<'_, Table> {
+        self.table
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
@@ -153,7 +175,7 @@ mod tests {
         // Address 1 spends again: its bucket is the only one not full.
         assert_eq!(admitted(&buckets, v4(1), 1), 1);
         assert_eq!(admitted(&buckets, v4(5), 1), 1);
-        assert_eq!(buckets.lock().len(), 2, "the full buckets went");
+        assert_eq!(buckets.lock().buckets.len(), 2, "the full buckets went");
         assert_eq!(admitted(&buckets, v4(1), 5), 1, "address 1 kept its debt");
     }
 
@@ -169,7 +191,7 @@ mod tests {
         }
         for last in 9..=200u8 {
             assert!(buckets.admit(v4(last), now()).is_ok());
-            assert!(buckets.lock().len() <= 8);
+            assert!(buckets.lock().buckets.len() <= 8);
         }
         assert_eq!(
             admitted(&buckets, v4(8), 1),

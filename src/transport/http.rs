@@ -19,6 +19,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use arc_swap::ArcSwap;
 use axum::Json;
 use axum::Router;
 use axum::body::Body;
@@ -73,37 +74,45 @@ const BODY_TIMEOUT: Duration = Duration::from_secs(10);
 pub struct HttpConfig {
     /// The largest request body accepted, in bytes.
     pub max_body: usize,
-    /// What a post is held to: the rate per client address and the text limit.
-    pub posts: Limits,
 }
 
-/// What `POST /api/rooms/{room}/messages` is held to.
+/// What `POST /api/rooms/{room}/messages` is held to: the rate per client
+/// address (`--rate 0`: none) and the text limit, replaceable on SIGHUP.
 #[derive(Debug)]
 pub struct Posting {
-    /// The longest text, in bytes.
-    max_text: usize,
-    /// The rate limit per client address; `None` with `--rate 0`.
-    buckets: Option<AddressBuckets>,
+    /// The limits in force.
+    limits: ArcSwap<Limits>,
+    /// The rate limit's buckets, by client address.
+    buckets: AddressBuckets,
 }
 
 impl Posting {
-    /// The limits of `config`'s posts.
-    pub fn new(config: &HttpConfig) -> Self {
-        let Limits {
-            rate,
-            burst,
-            max_text,
-        } = config.posts;
+    /// Posts held to `limits`.
+    pub fn new(limits: Limits) -> Self {
         Self {
-            max_text,
-            buckets: (rate > 0.0).then(|| AddressBuckets::new(rate, burst, MAX_ADDRESSES)),
+            buckets: AddressBuckets::new(limits.rate, limits.burst, MAX_ADDRESSES),
+            limits: ArcSwap::from_pointee(limits),
         }
+    }
+
+    /// Puts `limits` in force from the next post on.
+    pub fn set_limits(&self, limits: Limits) {
+        self.buckets.reset(limits.rate, limits.burst);
+        self.limits.store(Arc::new(limits));
     }
 
     /// Counts a post from `addr`; over the limit, how long until it may post.
     fn admit(&self, addr: std::net::IpAddr) -> std::result::Result<(), Duration> {
+        if self.limits.load().rate <= 0.0 {
+            return Ok(());
+        }
         let now = tokio::time::Instant::now().into_std();
-        self.buckets.as_ref().map_or(Ok(()), |b| b.admit(addr, now))
+        self.buckets.admit(addr, now)
+    }
+
+    /// The longest text a post may carry, in bytes.
+    fn max_text(&self) -> usize {
+        self.limits.load().max_text
     }
 }
 
@@ -540,7 +549,7 @@ async fn post_message(
         Ok(from) => from,
         Err(err) => return api_error(StatusCode::BAD_REQUEST, "invalid_nick", err.to_string()),
     };
-    if let Some((code, message)) = refuse_text(&body.text, state.posting.max_text) {
+    if let Some((code, message)) = refuse_text(&body.text, state.posting.max_text()) {
         let status = match code {
             ErrorCode::TooLong => StatusCode::PAYLOAD_TOO_LARGE,
             _ => StatusCode::BAD_REQUEST,

@@ -7,7 +7,9 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 
 use crate::auth::Access;
+use crate::hub::session::Limits;
 use crate::limits::{ConnectionLimits, Gate};
+use crate::transport::http::Posting;
 use crate::transport::line::LineConfig;
 use crate::transport::ws::WsConfig;
 
@@ -23,6 +25,8 @@ pub struct Settings {
     pub access: Access,
     /// Connections at once, per address and per second.
     pub connections: ConnectionLimits,
+    /// What an HTTP post is held to: the rate per client address, the text limit.
+    pub posts: Limits,
 }
 
 /// The current [`Settings`], read without a lock.
@@ -31,6 +35,7 @@ pub struct Live {
     ws: ArcSwap<WsConfig>,
     access: ArcSwap<Access>,
     gate: Arc<Gate>,
+    posting: Arc<Posting>,
 }
 
 impl Live {
@@ -41,6 +46,7 @@ impl Live {
             ws: ArcSwap::from_pointee(settings.ws),
             access: ArcSwap::from_pointee(settings.access),
             gate: Gate::new(settings.connections),
+            posting: Arc::new(Posting::new(settings.posts)),
         }
     }
 
@@ -50,6 +56,7 @@ impl Live {
         self.ws.store(Arc::new(settings.ws));
         self.access.store(Arc::new(settings.access));
         self.gate.set_limits(settings.connections);
+        self.posting.set_limits(settings.posts);
     }
 
     /// How a new line connection behaves.
@@ -70,5 +77,10 @@ impl Live {
     /// What admits each new connection, under the limits now in force.
     pub fn gate(&self) -> Arc<Gate> {
         Arc::clone(&self.gate)
+    }
+
+    /// What admits each HTTP post, under the limits now in force.
+    pub fn posting(&self) -> Arc<Posting> {
+        Arc::clone(&self.posting)
     }
 }
