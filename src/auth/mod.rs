@@ -59,6 +59,11 @@ pub enum Denial {
     Forbidden,
 }
 
+/// Whether `offered` is `token` (false when there is none).
+fn is(token: Option<&Token>, offered: Option<&str>) -> bool {
+    matches!((token, offered), (Some(token), Some(offered)) if token.matches(offered))
+}
+
 impl Access {
     /// Whether clients must present a token before anything else.
     pub fn client_token_required(&self) -> bool {
@@ -67,7 +72,7 @@ impl Access {
 
     /// Whether `offered` is the admin token (false when there is none).
     pub fn is_admin(&self, offered: Option<&str>) -> bool {
-        matches!((&self.admin, offered), (Some(admin), Some(offered)) if admin.matches(offered))
+        is(self.admin.as_ref(), offered)
     }
 
     /// Decides whether `offered` is enough for `need`.
@@ -75,7 +80,7 @@ impl Access {
     /// # Errors
     /// The [`Denial`] to answer with.
     pub fn check(&self, need: Need, offered: Option<&str>) -> Result<(), Denial> {
-        let is_client = matches!((&self.client, offered), (Some(client), Some(offered)) if client.matches(offered));
+        let is_client = is(self.client.as_ref(), offered);
         let client_ok = self.client.is_none() || is_client || self.is_admin(offered);
         match need {
             Need::Nothing => Ok(()),

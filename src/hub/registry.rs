@@ -211,16 +211,11 @@ impl Registry {
         let rooms = rooms
             .into_iter()
             .map(|RoomLog { room, last_id }| {
-                let members = HashSet::new();
-                let used = 0;
-                (
-                    room,
-                    Room {
-                        members,
-                        last_id,
-                        used,
-                    },
-                )
+                let fresh = Room {
+                    last_id,
+                    ..Room::default()
+                };
+                (room, fresh)
             })
             .collect();
         Self {

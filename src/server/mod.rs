@@ -68,7 +68,6 @@ pub async fn run(
             metrics: options.metrics,
             sessions: sessions.clone(),
             shutdown: shutdown.clone(),
-            posting: options.live.posting(),
         },
         &options.http,
     );

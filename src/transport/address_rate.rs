@@ -50,16 +50,19 @@ impl AddressBuckets {
     }
 
     /// Puts a new limit in force (SIGHUP): every address starts afresh
-    /// under it.
+    /// under it. The same limit again changes nothing.
     pub fn reset(&self, rate: f64, burst: u32) {
         let mut table = self.lock();
+        if table.rate == rate && table.burst == burst {
+            return;
+        }
         table.rate = rate;
         table.burst = burst;
         table.buckets = HashMap::new();
     }
 
     /// Counts one event from `addr` at `now`; over the limit, how long until
-    /// its next token.
+    /// its next token. A rate of 0 is no limit.
     ///
     /// # Errors
     /// The wait, when `addr` has no token left.
@@ -71,6 +74,9 @@ impl AddressBuckets {
             burst,
             buckets,
         } = &mut *table;
+        if *rate <= 0.0 {
+            return Ok(());
+        }
         if !buckets.contains_key(&key) && buckets.len() >= self.capacity {
             self.make_way(buckets, now);
         }

@@ -16,10 +16,10 @@
 use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use arc_swap::ArcSwap;
 use axum::Json;
 use axum::Router;
 use axum::body::Body;
@@ -80,8 +80,8 @@ pub struct HttpConfig {
 /// address (`--rate 0`: none) and the text limit, replaceable on SIGHUP.
 #[derive(Debug)]
 pub struct Posting {
-    /// The limits in force.
-    limits: ArcSwap<Limits>,
+    /// The longest text, in bytes.
+    max_text: AtomicUsize,
     /// The rate limit's buckets, by client address.
     buckets: AddressBuckets,
 }
@@ -90,29 +90,26 @@ impl Posting {
     /// Posts held to `limits`.
     pub fn new(limits: Limits) -> Self {
         Self {
+            max_text: AtomicUsize::new(limits.max_text),
             buckets: AddressBuckets::new(limits.rate, limits.burst, MAX_ADDRESSES),
-            limits: ArcSwap::from_pointee(limits),
         }
     }
 
     /// Puts `limits` in force from the next post on.
     pub fn set_limits(&self, limits: Limits) {
+        self.max_text.store(limits.max_text, Ordering::Relaxed);
         self.buckets.reset(limits.rate, limits.burst);
-        self.limits.store(Arc::new(limits));
     }
 
     /// Counts a post from `addr`; over the limit, how long until it may post.
     fn admit(&self, addr: std::net::IpAddr) -> std::result::Result<(), Duration> {
-        if self.limits.load().rate <= 0.0 {
-            return Ok(());
-        }
         let now = tokio::time::Instant::now().into_std();
         self.buckets.admit(addr, now)
     }
 
     /// The longest text a post may carry, in bytes.
     fn max_text(&self) -> usize {
-        self.limits.load().max_text
+        self.max_text.load(Ordering::Relaxed)
     }
 }
 
@@ -130,8 +127,6 @@ pub struct AppState {
     pub sessions: TaskTracker,
     /// Cancelled when the server stops: live diaries say goodbye.
     pub shutdown: CancellationToken,
-    /// What posts are held to.
-    pub posting: Arc<Posting>,
 }
 
 /// Where a request comes from: the connection's peer and file descriptor,
@@ -534,7 +529,8 @@ async fn post_message(
     headers: header::HeaderMap,
     body: std::result::Result<Json<PostBody>, JsonRejection>,
 ) -> Response {
-    if let Err(wait) = state.posting.admit(origin.peer.addr.ip()) {
+    let posting = state.live.posting();
+    if let Err(wait) = posting.admit(origin.peer.addr.ip()) {
         return rate_limited(wait);
     }
     let room = match RoomName::parse(&room) {
@@ -549,7 +545,7 @@ async fn post_message(
         Ok(from) => from,
         Err(err) => return api_error(StatusCode::BAD_REQUEST, "invalid_nick", err.to_string()),
     };
-    if let Some((code, message)) = refuse_text(&body.text, state.posting.max_text()) {
+    if let Some((code, message)) = refuse_text(&body.text, posting.max_text()) {
         let status = match code {
             ErrorCode::TooLong => StatusCode::PAYLOAD_TOO_LARGE,
             _ => StatusCode::BAD_REQUEST,

@@ -35,7 +35,7 @@ pub struct Live {
     ws: ArcSwap<WsConfig>,
     access: ArcSwap<Access>,
     gate: Arc<Gate>,
-    posting: Arc<Posting>,
+    posting: Posting,
 }
 
 impl Live {
@@ -46,7 +46,7 @@ impl Live {
             ws: ArcSwap::from_pointee(settings.ws),
             access: ArcSwap::from_pointee(settings.access),
             gate: Gate::new(settings.connections),
-            posting: Arc::new(Posting::new(settings.posts)),
+            posting: Posting::new(settings.posts),
         }
     }
 
@@ -80,7 +80,7 @@ impl Live {
     }
 
     /// What admits each HTTP post, under the limits now in force.
-    pub fn posting(&self) -> Arc<Posting> {
-        Arc::clone(&self.posting)
+    pub fn posting(&self) -> &Posting {
+        &self.posting
     }
 }

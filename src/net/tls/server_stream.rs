@@ -23,8 +23,10 @@ use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 
 use rustls::ServerConfig;
-use rustls::server::UnbufferedServerConnection;
-use rustls::unbuffered::{ConnectionState, EncodeError, EncryptError, UnbufferedStatus};
+use rustls::server::{ServerConnectionData, UnbufferedServerConnection};
+use rustls::unbuffered::{
+    ConnectionState, EncodeError, EncodeTlsData, EncryptError, UnbufferedStatus, WriteTraffic,
+};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 /// The largest TLS record on the wire: a 5-byte header and at most
@@ -75,7 +77,7 @@ where
         unprocessed: Vec::new(),
         plaintext: Unread::default(),
         owed: Unread::default(),
-        read_end: ReadEnd::Open,
+        input_ended: false,
         close_notify_queued: false,
     };
     poll_fn(|cx| stream.poll_handshake(cx)).await?;
@@ -96,22 +98,12 @@ pub struct ServerStream<S> {
     plaintext: Unread,
     /// Encrypted bytes the socket has not accepted yet.
     owed: Unread,
-    /// Whether the peer has finished sending.
-    read_end: ReadEnd,
+    /// Whether the peer has finished sending: it said close_notify, or the
+    /// socket ended between records (read as the end of data, as Go's TLS
+    /// does, since nothing was cut).
+    input_ended: bool,
     /// Whether our close_notify alert has been written into `owed`.
     close_notify_queued: bool,
-}
-
-/// How far the peer's side of the connection has come.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum ReadEnd {
-    /// More may come.
-    Open,
-    /// The peer said close_notify: the end of its data, for sure.
-    ClosedCleanly,
-    /// The socket ended without close_notify, between records; read as the
-    /// end of data (as Go's TLS does), since nothing was cut.
-    ClosedAtRecordBoundary,
 }
 
 /// Bytes handed on in pieces; the storage is let go once all are taken.
@@ -175,7 +167,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> ServerStream<S> {
             if !self.tls.is_handshaking() {
                 return Poll::Ready(Ok(()));
             }
-            if self.read_end != ReadEnd::Open {
+            if self.input_ended {
                 return Poll::Ready(Err(io::Error::new(
                     io::ErrorKind::UnexpectedEof,
                     "the client left during the TLS handshake",
@@ -224,9 +216,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> ServerStream<S> {
                 outcome
             };
             self.owed.push(&outcome.to_send);
-            if outcome.peer_closed {
-                self.read_end = ReadEnd::ClosedCleanly;
-            }
+            self.input_ended |= outcome.peer_closed;
             if outcome.result.is_err() {
                 // The alert saying why goes out if the socket takes it now.
                 let _ = self.poll_send_owed(cx);
@@ -243,9 +233,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> ServerStream<S> {
                 "the peer closed the connection in the middle of a TLS record",
             ));
         }
-        if self.read_end == ReadEnd::Open {
-            self.read_end = ReadEnd::ClosedAtRecordBoundary;
-        }
+        self.input_ended = true;
         Ok(())
     }
 
@@ -321,7 +309,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for ServerStream<S> {
             return Poll::Ready(Err(err));
         }
         let before = buf.filled().len();
-        while this.read_end == ReadEnd::Open && buf.filled().len() == before {
+        while !this.input_ended && buf.filled().len() == before {
             ready!(this.poll_receive(cx, Some(buf)))?;
         }
         Poll::Ready(Ok(()))
@@ -416,9 +404,7 @@ fn process(
                 }
             },
             Ok(ConnectionState::EncodeTlsData(mut encode)) => {
-                match append(&mut done.to_send, MAX_RECORD, |room| {
-                    encode.encode(room).map_err(encode_room_needed)
-                }) {
+                match encode_owed(&mut encode, &mut done.to_send) {
                     Ok(()) => Step::Continue,
                     Err(err) => Step::Failed(err),
                 }
@@ -477,11 +463,7 @@ fn owed_alerts(
 ) -> io::Result<()> {
     loop {
         match tls.process_tls_records(input).state {
-            Ok(ConnectionState::EncodeTlsData(mut encode)) => {
-                append(out, RECORD_OVERHEAD, |room| {
-                    encode.encode(room).map_err(encode_room_needed)
-                })?
-            }
+            Ok(ConnectionState::EncodeTlsData(mut encode)) => encode_owed(&mut encode, out)?,
             Ok(ConnectionState::TransmitTlsData(transmit)) => transmit.done(),
             _ => return Ok(()),
         }
@@ -510,10 +492,7 @@ fn with_write_traffic(
     tls: &mut UnbufferedServerConnection,
     unprocessed: &mut Vec<u8>,
     out: &mut Vec<u8>,
-    write: impl FnOnce(
-        &mut rustls::unbuffered::WriteTraffic<'_, rustls::server::ServerConnectionData>,
-        &mut Vec<u8>,
-    ) -> io::Result<()>,
+    write: impl FnOnce(&mut WriteTraffic<'_, ServerConnectionData>, &mut Vec<u8>) -> io::Result<()>,
 ) -> io::Result<()> {
     let mut write = Some(write);
     loop {
@@ -523,10 +502,9 @@ fn with_write_traffic(
                 Some(write) => write(&mut traffic, out).map(|()| true),
                 None => Ok(true),
             },
-            ConnectionState::EncodeTlsData(mut encode) => append(out, RECORD_OVERHEAD, |room| {
-                encode.encode(room).map_err(encode_room_needed)
-            })
-            .map(|()| false),
+            ConnectionState::EncodeTlsData(mut encode) => {
+                encode_owed(&mut encode, out).map(|()| false)
+            }
             ConnectionState::TransmitTlsData(transmit) => {
                 transmit.done();
                 Ok(false)
@@ -543,6 +521,17 @@ fn with_write_traffic(
             return Ok(());
         }
     }
+}
+
+/// Appends to `out` a record the protocol owes (a handshake message, an
+/// alert, a key update).
+fn encode_owed(
+    encode: &mut EncodeTlsData<'_, ServerConnectionData>,
+    out: &mut Vec<u8>,
+) -> io::Result<()> {
+    append(out, MAX_RECORD, |room| {
+        encode.encode(room).map_err(encode_room_needed)
+    })
 }
 
 /// Why an encoding into a slice stopped: the room it needs, or a failure.
